@@ -1,0 +1,58 @@
+/* Internal conventions shared by every module of libevlog.
+ *
+ * Names: public `evl_<module>_<verb>`; shared between files of a module but
+ * not public `evl__<module>_<verb>`; file-local helpers `static`, no prefix.
+ * Errors: one `int rc` per function, EVL_OK or an EVL_E* code, single exit
+ * through `goto fail` where there is cleanup.  Library code never prints.
+ */
+#ifndef EVL_COMMON_INT_H
+#define EVL_COMMON_INT_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "evlog/evlog.h"
+
+/* Invariant checks stay on in release builds: a broken invariant in a
+ * storage engine is worse than a crash. */
+#define evl_assert(c)                                                          \
+    do {                                                                       \
+        if (!(c)) {                                                            \
+            fprintf(stderr, "evlog: assertion failed: %s (%s:%d)\n", #c,       \
+                    __FILE__, __LINE__);                                       \
+            abort();                                                           \
+        }                                                                      \
+    } while (0)
+
+#define EVL_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define EVL_LIKELY(x) __builtin_expect(!!(x), 1)
+#define EVL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Big-endian keys sort numerically under LMDB's default memcmp order and read
+ * the same on every machine. */
+static inline void evl__put_be64(uint8_t *p, uint64_t v) {
+    for (int i = 7; i >= 0; i--) { p[i] = (uint8_t)v; v >>= 8; }
+}
+static inline uint64_t evl__get_be64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
+    return v;
+}
+static inline void evl__put_be32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);  p[3] = (uint8_t)v;
+}
+static inline uint32_t evl__get_be32(const uint8_t *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* CRC-32C (Castagnoli), the checksum inside every record. */
+uint32_t evl__crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* Wall clock in ns since the epoch; monotonic clock in ns. */
+int64_t evl__now_ns(void);
+int64_t evl__mono_ns(void);
+
+#endif

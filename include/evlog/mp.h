@@ -1,0 +1,82 @@
+/** @file mp.h
+ * @brief evlog: a bounded, zero-copy msgpack reader and the pre-scan that
+ * every msgpack value from outside goes through.
+ *
+ * msgpack-c trusts the counts in array and map headers: it allocates
+ * `count x 24` bytes before reading a single element (its issue #1013 — the
+ * five bytes `dd ff 00 00 00` ask for ~96 GB) and has no length limits.  So
+ * nothing from the network or a file reaches msgpack-c (or any other code)
+ * before evl_mp_check() has accepted it: every count and length fits in the
+ * bytes that remain, nesting is at most @p max_depth, 0xc1 never appears,
+ * strings are valid UTF-8, and no bytes trail the value.
+ *
+ * The cursor functions (evl_mp_read_*) are safe on any input too: they never
+ * read past `end` and fail with EVL_EMSGPACK instead.
+ */
+#ifndef EVLOG_MP_H
+#define EVLOG_MP_H
+
+#include "evlog.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Kinds of msgpack values. */
+typedef enum evl_mp_kind {
+    EVL_MP_NIL, EVL_MP_BOOL, EVL_MP_UINT, EVL_MP_INT, EVL_MP_FLOAT, EVL_MP_STR,
+    EVL_MP_BIN, EVL_MP_ARRAY, EVL_MP_MAP, EVL_MP_EXT
+} evl_mp_kind;
+
+/** A cursor over a msgpack buffer; `p` advances as values are read. */
+typedef struct evl_mp {
+    const uint8_t *p;
+    const uint8_t *end;
+} evl_mp;
+
+/** One decoded scalar or container header. */
+typedef struct evl_mp_val {
+    evl_mp_kind kind;
+    union {
+        int b;              /**< BOOL */
+        uint64_t u;         /**< UINT (non-negative integers) */
+        int64_t i;          /**< INT (negative integers) */
+        double f;           /**< FLOAT (float32 widened) */
+        uint32_t n;         /**< ARRAY: elements, MAP: pairs */
+        struct { const char *ptr; uint32_t len; } s;   /**< STR, BIN */
+        struct { const uint8_t *ptr; uint32_t len; int8_t type; } ext; /**< EXT */
+    } v;
+} evl_mp_val;
+
+/** Options of evl_mp_check(). */
+#define EVL_MP_STRING_KEYS 1  /**< every map key must be a string */
+
+/** @brief Pre-scan: is [buf, buf+len) exactly one well-formed msgpack value?
+ * @param[in] max_depth containers may nest this deep (EVL_MAX_DEPTH = 16).
+ * @param[in] flags EVL_MP_STRING_KEYS or 0.
+ * @param[out] bad_offset where the problem is (may be NULL).
+ * @return EVL_OK, #EVL_EMSGPACK (truncated, trailing bytes, 0xc1, a count or
+ *   length beyond the input, a non-string key), #EVL_EDEPTH, #EVL_EUTF8. */
+int evl_mp_check(const void *buf, size_t len, int max_depth, int flags, size_t *bad_offset);
+
+/** @brief Read the next value header at @p m into @p v (containers: only the
+ * header; their elements follow).  @return EVL_OK or #EVL_EMSGPACK. */
+int evl_mp_read(evl_mp *m, evl_mp_val *v);
+
+/** @brief Skip one whole value (with its elements).  Bounded by @p max_depth.
+ * @return EVL_OK, #EVL_EMSGPACK or #EVL_EDEPTH. */
+int evl_mp_skip(evl_mp *m, int max_depth);
+
+/** @brief Is @p s valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF)? */
+int evl_utf8_valid(const char *s, size_t len);
+
+/** @brief Find top-level key @p key in the map [buf, buf+len); on success
+ * @p val is a cursor positioned on its value.  @return EVL_OK, #EVL_ENOTFOUND,
+ * or #EVL_EMSGPACK when @p buf is not a map. */
+int evl_mp_map_find(const uint8_t *buf, size_t len, const char *key, size_t key_len,
+                    evl_mp *val);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

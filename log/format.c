@@ -1,0 +1,161 @@
+/* The on-disk format of the log.  Version 1.  Never reorder or reuse.
+ *
+ * One LMDB environment in DATA/log/ with these named databases (keys are
+ * big-endian so LMDB's default byte order is numeric order):
+ *
+ *   events      be64(position) -> record (below).  Written with MDB_APPEND.
+ *   streams     stream, 0x00, be64(revision) -> be64(position).  Stream names
+ *               never contain NUL, so all revisions of a stream are adjacent
+ *               and sorted.
+ *   heads       stream -> be64(last revision), be64(last position)
+ *   ids         16-byte event id -> be64(position)        (idempotency)
+ *   types       type -> be64(position), MDB_DUPSORT|MDB_DUPFIXED
+ *   categories  category -> be64(position), MDB_DUPSORT|MDB_DUPFIXED
+ *               (category = the stream name before its first '-')
+ *   times       be64(commit time ns) -> be64(first position of that commit).
+ *               One entry per commit whose time is later than the previous
+ *               one; time never decreases with position, so the first key
+ *               >= T gives the first position at or after T.
+ *   info        "format" -> "1"
+ *
+ * A record is one msgpack map that any msgpack decoder reads, keys in this
+ * order:
+ *
+ *   "position": uint, "stream": str, "revision": uint, "id": bin(16),
+ *   "type": str, "time": int (ns since epoch, UTC), "data": map,
+ *   "meta": map, "crc": uint32 (always 0xce + 4 bytes)
+ *
+ * "crc" is CRC-32C of every byte of the record before the "crc" key, and it
+ * is the last key: anything after it would be unprotected, so a reader
+ * rejects that.  Readers skip keys they do not know, which leaves room for
+ * later versions to add fields before "crc".
+ */
+#include <errno.h>
+#include <msgpack.h>
+
+#include "log/log_int.h"
+
+static const char K_POS[] = "position", K_STREAM[] = "stream", K_REV[] = "revision",
+                  K_ID[] = "id", K_TYPE[] = "type", K_TIME[] = "time", K_DATA[] = "data",
+                  K_META[] = "meta", K_CRC[] = "crc";
+
+#define PACK_KEY(pk, k) (msgpack_pack_str(pk, sizeof(k) - 1) || msgpack_pack_str_body(pk, k, sizeof(k) - 1))
+
+/* Encode a record into the msgpack_sbuffer @p sbuf (cleared first). */
+int evl__fmt_encode(void *sbuf, uint64_t pos, const char *stream, size_t stream_len,
+                    uint64_t rev, const uint8_t id[16], const char *type, size_t type_len,
+                    int64_t time_ns, const uint8_t *data, size_t data_len,
+                    const uint8_t *meta, size_t meta_len) {
+    msgpack_sbuffer *sb = sbuf;
+    msgpack_packer pk;
+    static const uint8_t empty_map = 0x80;
+    msgpack_sbuffer_clear(sb);
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    if (!meta || !meta_len) { meta = &empty_map; meta_len = 1; }
+    int bad = msgpack_pack_map(&pk, 9) ||
+              PACK_KEY(&pk, K_POS) || msgpack_pack_uint64(&pk, pos) ||
+              PACK_KEY(&pk, K_STREAM) || msgpack_pack_str(&pk, stream_len) ||
+              msgpack_pack_str_body(&pk, stream, stream_len) ||
+              PACK_KEY(&pk, K_REV) || msgpack_pack_uint64(&pk, rev) ||
+              PACK_KEY(&pk, K_ID) || msgpack_pack_bin(&pk, 16) || msgpack_pack_bin_body(&pk, id, 16) ||
+              PACK_KEY(&pk, K_TYPE) || msgpack_pack_str(&pk, type_len) ||
+              msgpack_pack_str_body(&pk, type, type_len) ||
+              PACK_KEY(&pk, K_TIME) || msgpack_pack_int64(&pk, time_ns) ||
+              PACK_KEY(&pk, K_DATA) || msgpack_sbuffer_write(sb, (const char *)data, data_len) ||
+              PACK_KEY(&pk, K_META) || msgpack_sbuffer_write(sb, (const char *)meta, meta_len);
+    if (bad) return EVL_ENOMEM;
+    uint32_t crc = evl__crc32c(0, sb->data, sb->size);
+    uint8_t tail[4 + 5] = {0xa3, 'c', 'r', 'c', 0xce};
+    evl__put_be32(tail + 5, crc);
+    if (msgpack_sbuffer_write(sb, (const char *)tail, sizeof tail)) return EVL_ENOMEM;
+    return EVL_OK;
+}
+
+#define KEY_IS(val, name) ((val).v.s.len == sizeof(name) - 1 && memcmp((val).v.s.ptr, name, sizeof(name) - 1) == 0)
+
+int evl_log_decode(const uint8_t *raw, size_t len, evl_event *ev) {
+    evl_mp m = {raw, raw + len};
+    evl_mp_val v, k;
+    unsigned seen = 0;
+    memset(ev, 0, sizeof *ev);
+    ev->raw = raw;
+    ev->raw_len = len;
+    if (evl_mp_read(&m, &v) || v.kind != EVL_MP_MAP) return EVL_ECORRUPT;
+    uint32_t n_keys = v.v.n;
+    for (uint32_t i = 0; i < n_keys; i++) {
+        const uint8_t *key_at = m.p;
+        if (evl_mp_read(&m, &k) || k.kind != EVL_MP_STR) return EVL_ECORRUPT;
+        if (KEY_IS(k, K_DATA) || KEY_IS(k, K_META)) {
+            const uint8_t *at = m.p;
+            if (evl_mp_skip(&m, 63)) return EVL_ECORRUPT;
+            if (*at < 0x80 || (*at > 0x8f && *at != 0xde && *at != 0xdf)) return EVL_ECORRUPT;
+            if (KEY_IS(k, K_DATA)) { ev->data = at; ev->data_len = (size_t)(m.p - at); seen |= 1; }
+            else { ev->meta = at; ev->meta_len = (size_t)(m.p - at); seen |= 2; }
+            continue;
+        }
+        if (evl_mp_read(&m, &v)) return EVL_ECORRUPT;
+        if (KEY_IS(k, K_POS) && v.kind == EVL_MP_UINT) { ev->position = v.v.u; seen |= 4; }
+        else if (KEY_IS(k, K_REV) && v.kind == EVL_MP_UINT) { ev->revision = v.v.u; seen |= 8; }
+        else if (KEY_IS(k, K_STREAM) && v.kind == EVL_MP_STR) {
+            ev->stream = v.v.s.ptr; ev->stream_len = v.v.s.len; seen |= 16;
+        } else if (KEY_IS(k, K_TYPE) && v.kind == EVL_MP_STR) {
+            ev->type = v.v.s.ptr; ev->type_len = v.v.s.len; seen |= 32;
+        } else if (KEY_IS(k, K_ID) && v.kind == EVL_MP_BIN && v.v.s.len == 16) {
+            memcpy(ev->id, v.v.s.ptr, 16); seen |= 64;
+        } else if (KEY_IS(k, K_TIME) && (v.kind == EVL_MP_UINT || v.kind == EVL_MP_INT)) {
+            ev->time_ns = v.kind == EVL_MP_UINT ? (int64_t)v.v.u : v.v.i; seen |= 128;
+        } else if (KEY_IS(k, K_CRC) && v.kind == EVL_MP_UINT) {
+            if (m.p != raw + len) return EVL_ECORRUPT; /* must be last: nothing unprotected */
+            if (evl__crc32c(0, raw, (size_t)(key_at - raw)) != (uint32_t)v.v.u) return EVL_ECORRUPT;
+            seen |= 256;
+        } else if (v.kind == EVL_MP_ARRAY || v.kind == EVL_MP_MAP) {
+            /* an unknown container from a later version: skip its elements */
+            uint64_t n = v.kind == EVL_MP_MAP ? (uint64_t)v.v.n * 2 : v.v.n;
+            for (uint64_t j = 0; j < n; j++)
+                if (evl_mp_skip(&m, 63)) return EVL_ECORRUPT;
+        }
+    }
+    if (seen != 511 || m.p != raw + len) return EVL_ECORRUPT;
+    return EVL_OK;
+}
+
+int evl_name_check(const char *s, size_t len) {
+    if (len < 1 || len > EVL_MAX_NAME) return EVL_EINVAL;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f) return EVL_EINVAL;
+    }
+    if (!evl_utf8_valid(s, len)) return EVL_EINVAL;
+    /* C1 controls (U+0080..U+009F) are not printable either: C2 80..C2 9F */
+    for (size_t i = 0; i + 1 < len; i++)
+        if ((unsigned char)s[i] == 0xc2 && (unsigned char)s[i + 1] < 0xa0) return EVL_EINVAL;
+    return EVL_OK;
+}
+
+size_t evl_stream_category(const char *stream, size_t len) {
+    const char *dash = memchr(stream, '-', len);
+    return dash ? (size_t)(dash - stream) : len;
+}
+
+size_t evl__stream_key(uint8_t *key, const char *stream, size_t len, uint64_t rev) {
+    memcpy(key, stream, len);
+    key[len] = 0;
+    evl__put_be64(key + len + 1, rev);
+    return len + 9;
+}
+
+int evl__lmdb_err(int rc) {
+    switch (rc) {
+    case MDB_SUCCESS: return EVL_OK;
+    case MDB_NOTFOUND: return EVL_ENOTFOUND;
+    case MDB_MAP_FULL: case ENOSPC: case EDQUOT: return EVL_EFULL;
+    case MDB_TXN_FULL: return EVL_ETOOBIG;
+    case MDB_CORRUPTED: case MDB_PAGE_NOTFOUND: case MDB_BAD_TXN: case MDB_INVALID:
+    case MDB_PANIC: return EVL_ECORRUPT;
+    case MDB_VERSION_MISMATCH: return EVL_EVERSION;
+    case ENOMEM: return EVL_ENOMEM;
+    default:
+        if (rc > 0) return EVL_ESYS(rc);
+        return EVL_EIO;
+    }
+}

@@ -1,0 +1,79 @@
+/* Private layout of the log handle, shared by the files of log/. */
+#ifndef EVL_LOG_INT_H
+#define EVL_LOG_INT_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "common/common_int.h"
+#include "evlog/log.h"
+#include "evlog/mp.h"
+
+/* The on-disk format version stored in the `info` database. */
+#define EVL_FORMAT_VERSION 1
+
+/* Upper bound of the envelope's bytes around stream, type, data and meta
+ * (keys, headers, fixed-width numbers, CRC); see format.c. */
+#define EVL_RECORD_OVERHEAD 128
+
+typedef struct evl_req evl_req;
+typedef struct evl_watcher {
+    struct evl_watcher *next;
+    evl_commit_cb cb;
+    void *arg;
+} evl_watcher;
+
+struct evl_log {
+    char *dir;
+    evl_log_options opt;
+    MDB_env *env;
+    /* Named databases (see format.c for their keys and values). */
+    MDB_dbi db_events, db_streams, db_heads, db_ids, db_types, db_cats, db_times, db_info;
+    int lock_fd;        /* flock on DIR/LOCK, -1 when read-only */
+    int ino_fd;         /* read-only waits: inotify on data.mdb, -1 until first wait */
+    pthread_mutex_t ino_mu;
+
+    /* Writer state shared with appenders, under mu. */
+    pthread_mutex_t mu;
+    pthread_cond_t queue_cv;  /* the writer sleeps here */
+    pthread_cond_t done_cv;   /* synchronous appenders sleep here */
+    pthread_cond_t head_cv;   /* evl_log_wait() sleeps here */
+    evl_req *q_head, *q_tail;
+    int stopping;
+    int ro_error;             /* non-zero: the failure that made the log read-only */
+    _Atomic uint64_t head;
+    pthread_t writer;
+    int writer_started;
+
+    /* Writer-thread private. */
+    uint64_t next_pos;
+    int64_t last_time;        /* time of the last commit: times never go back */
+    int64_t last_indexed_time;
+    int unflushed;            /* EVL_SYNC_NONE: commits since the last flush */
+
+    pthread_mutex_t watch_mu;
+    evl_watcher *watchers;
+
+    /* Counters (writer writes, anyone reads). */
+    _Atomic uint64_t n_commits, n_appends, n_events, n_bytes, n_conflicts, n_syncs;
+};
+
+/* format.c */
+int evl__fmt_encode(void *sbuf, uint64_t pos, const char *stream, size_t stream_len,
+                    uint64_t rev, const uint8_t id[16], const char *type, size_t type_len,
+                    int64_t time_ns, const uint8_t *data, size_t data_len,
+                    const uint8_t *meta, size_t meta_len);
+/* mdb rc -> evl code. */
+int evl__lmdb_err(int rc);
+/* Key of the streams index: stream, 0x00, be64(revision).  Returns its length. */
+size_t evl__stream_key(uint8_t *key, const char *stream, size_t len, uint64_t rev);
+
+/* writer.c */
+int evl__writer_start(evl_log *log);
+void evl__writer_stop(evl_log *log);
+
+/* read.c */
+uint64_t evl__head_from_txn(evl_log *log, MDB_txn *txn);
+
+#endif

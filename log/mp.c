@@ -1,0 +1,190 @@
+/* A bounded msgpack reader and the pre-scan (see include/evlog/mp.h for why).
+ *
+ * Every read checks the bytes that remain before touching them, and a
+ * container header is refused when its count could not possibly fit in what
+ * remains (each element takes at least one byte), so a consumer that sizes
+ * an allocation by a count can never be made to allocate more than the input
+ * itself.  The pre-scan walks a value iteratively with a fixed stack: no
+ * recursion, no allocation, time linear in the input. */
+#include "common/common_int.h"
+#include "evlog/mp.h"
+
+static inline uint64_t be(const uint8_t *p, int n) {
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++) v = (v << 8) | p[i];
+    return v;
+}
+
+int evl_mp_read(evl_mp *m, evl_mp_val *v) {
+    const uint8_t *p = m->p;
+    size_t left = (size_t)(m->end - p);
+    if (left < 1) return EVL_EMSGPACK;
+    uint8_t b = *p++;
+    left--;
+    size_t need = 0;   /* header bytes after the type byte */
+    uint64_t len = 0;  /* payload bytes (str/bin/ext) */
+#define NEED(n) do { if (left < (size_t)(n)) return EVL_EMSGPACK; need = (n); } while (0)
+    if (b <= 0x7f) { v->kind = EVL_MP_UINT; v->v.u = b; }
+    else if (b >= 0xe0) { v->kind = EVL_MP_INT; v->v.i = (int8_t)b; }
+    else if (b <= 0x8f) { v->kind = EVL_MP_MAP; v->v.n = b & 0x0f; }
+    else if (b <= 0x9f) { v->kind = EVL_MP_ARRAY; v->v.n = b & 0x0f; }
+    else if (b <= 0xbf) { v->kind = EVL_MP_STR; len = b & 0x1f; }
+    else switch (b) {
+    case 0xc0: v->kind = EVL_MP_NIL; break;
+    case 0xc2: case 0xc3: v->kind = EVL_MP_BOOL; v->v.b = b == 0xc3; break;
+    case 0xc4: case 0xc5: case 0xc6: {
+        int n = 1 << (b - 0xc4);
+        NEED(n); v->kind = EVL_MP_BIN; len = be(p, n); break;
+    }
+    case 0xc7: case 0xc8: case 0xc9: {
+        int n = 1 << (b - 0xc7);
+        NEED(n + 1); v->kind = EVL_MP_EXT; len = be(p, n); v->v.ext.type = (int8_t)p[n]; break;
+    }
+    case 0xca: {
+        NEED(4); uint32_t u = (uint32_t)be(p, 4); float f; memcpy(&f, &u, 4);
+        v->kind = EVL_MP_FLOAT; v->v.f = f; break;
+    }
+    case 0xcb: {
+        NEED(8); uint64_t u = be(p, 8); double d; memcpy(&d, &u, 8);
+        v->kind = EVL_MP_FLOAT; v->v.f = d; break;
+    }
+    case 0xcc: case 0xcd: case 0xce: case 0xcf: {
+        int n = 1 << (b - 0xcc);
+        NEED(n); v->kind = EVL_MP_UINT; v->v.u = be(p, n); break;
+    }
+    case 0xd0: case 0xd1: case 0xd2: case 0xd3: {
+        int n = 1 << (b - 0xd0);
+        NEED(n);
+        uint64_t u = be(p, n);
+        int64_t i = n == 1 ? (int8_t)u : n == 2 ? (int16_t)u : n == 4 ? (int32_t)u : (int64_t)u;
+        if (i >= 0) { v->kind = EVL_MP_UINT; v->v.u = (uint64_t)i; }
+        else { v->kind = EVL_MP_INT; v->v.i = i; }
+        break;
+    }
+    case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:
+        NEED(1); v->kind = EVL_MP_EXT; v->v.ext.type = (int8_t)p[0]; len = 1u << (b - 0xd4); break;
+    case 0xd9: case 0xda: case 0xdb: {
+        int n = 1 << (b - 0xd9);
+        NEED(n); v->kind = EVL_MP_STR; len = be(p, n); break;
+    }
+    case 0xdc: case 0xdd: {
+        int n = b == 0xdc ? 2 : 4;
+        NEED(n); v->kind = EVL_MP_ARRAY; v->v.n = (uint32_t)be(p, n); break;
+    }
+    case 0xde: case 0xdf: {
+        int n = b == 0xde ? 2 : 4;
+        NEED(n); v->kind = EVL_MP_MAP; v->v.n = (uint32_t)be(p, n); break;
+    }
+    default: return EVL_EMSGPACK; /* 0xc1: never used */
+    }
+#undef NEED
+    p += need;
+    left -= need;
+    switch (v->kind) {
+    case EVL_MP_STR: case EVL_MP_BIN:
+        if (len > left) return EVL_EMSGPACK;
+        v->v.s.ptr = (const char *)p; v->v.s.len = (uint32_t)len; p += len; break;
+    case EVL_MP_EXT:
+        if (len > left) return EVL_EMSGPACK;
+        v->v.ext.ptr = p; v->v.ext.len = (uint32_t)len; p += len; break;
+    case EVL_MP_ARRAY:
+        if (v->v.n > left) return EVL_EMSGPACK;
+        break;
+    case EVL_MP_MAP:
+        if ((uint64_t)v->v.n * 2 > left) return EVL_EMSGPACK;
+        break;
+    default: break;
+    }
+    m->p = p;
+    return EVL_OK;
+}
+
+int evl_utf8_valid(const char *str, size_t len) {
+    const uint8_t *s = (const uint8_t *)str, *e = s + len;
+    while (s < e) {
+        uint8_t c = *s;
+        if (c < 0x80) { s++; continue; }
+        size_t n;
+        uint32_t cp;
+        if (c >= 0xc2 && c <= 0xdf) { n = 2; cp = c & 0x1f; }
+        else if (c >= 0xe0 && c <= 0xef) { n = 3; cp = c & 0x0f; }
+        else if (c >= 0xf0 && c <= 0xf4) { n = 4; cp = c & 0x07; }
+        else return 0;
+        if ((size_t)(e - s) < n) return 0;
+        for (size_t k = 1; k < n; k++) {
+            if ((s[k] & 0xc0) != 0x80) return 0;
+            cp = (cp << 6) | (s[k] & 0x3f);
+        }
+        if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        s += n;
+    }
+    return 1;
+}
+
+/* The stack holds, per open container, how many elements are still to come;
+ * for maps it counts keys and values separately so an even count means "a
+ * key is next". */
+typedef struct scan_level {
+    uint64_t left;
+    int is_map;
+} scan_level;
+
+static int scan(evl_mp *m, int max_depth, int flags, int *depth_hit) {
+    scan_level st[64];
+    int depth = 0;
+    if (max_depth > 63) max_depth = 63;
+    *depth_hit = 0;
+    do {
+        int want_key = depth > 0 && st[depth - 1].is_map && (st[depth - 1].left % 2) == 0;
+        evl_mp_val v;
+        int rc = evl_mp_read(m, &v);
+        if (rc) return rc;
+        if (want_key && (flags & EVL_MP_STRING_KEYS) && v.kind != EVL_MP_STR) return EVL_EMSGPACK;
+        if (v.kind == EVL_MP_STR && !evl_utf8_valid(v.v.s.ptr, v.v.s.len)) return EVL_EUTF8;
+        if (depth > 0) st[depth - 1].left--;
+        if ((v.kind == EVL_MP_ARRAY || v.kind == EVL_MP_MAP) && v.v.n > 0) {
+            if (depth >= max_depth) { *depth_hit = 1; return EVL_EDEPTH; }
+            st[depth].is_map = v.kind == EVL_MP_MAP;
+            st[depth].left = st[depth].is_map ? (uint64_t)v.v.n * 2 : v.v.n;
+            depth++;
+        } else if (v.kind == EVL_MP_ARRAY || v.kind == EVL_MP_MAP) {
+            /* an empty container still counts as a level of nesting */
+            if (depth >= max_depth) { *depth_hit = 1; return EVL_EDEPTH; }
+        }
+        while (depth > 0 && st[depth - 1].left == 0) depth--;
+    } while (depth > 0);
+    return EVL_OK;
+}
+
+int evl_mp_check(const void *buf, size_t len, int max_depth, int flags, size_t *bad_offset) {
+    evl_mp m = {buf, (const uint8_t *)buf + len};
+    int hit;
+    int rc = scan(&m, max_depth, flags, &hit);
+    if (rc == EVL_OK && m.p != m.end) rc = EVL_EMSGPACK; /* trailing bytes */
+    if (rc && bad_offset) *bad_offset = (size_t)(m.p - (const uint8_t *)buf);
+    return rc;
+}
+
+int evl_mp_skip(evl_mp *m, int max_depth) {
+    int hit;
+    return scan(m, max_depth, 0, &hit);
+}
+
+int evl_mp_map_find(const uint8_t *buf, size_t len, const char *key, size_t key_len,
+                    evl_mp *val) {
+    evl_mp m = {buf, buf + len};
+    evl_mp_val v;
+    if (evl_mp_read(&m, &v) || v.kind != EVL_MP_MAP) return EVL_EMSGPACK;
+    for (uint32_t i = 0; i < v.v.n; i++) {
+        evl_mp_val k;
+        if (evl_mp_read(&m, &k)) return EVL_EMSGPACK;
+        if (k.kind == EVL_MP_STR && k.v.s.len == key_len && memcmp(k.v.s.ptr, key, key_len) == 0) {
+            *val = m;
+            return EVL_OK;
+        }
+        if (evl_mp_skip(&m, 63)) return EVL_EMSGPACK;
+    }
+    return EVL_ENOTFOUND;
+}

@@ -1,0 +1,369 @@
+/* The read side: iterators over the whole log or one of its indexes, point
+ * reads, the head, the time index, and waiting for new commits.
+ *
+ * An iterator owns one read transaction for its whole life.  Waiting never
+ * happens inside one: evl_log_wait() holds no transaction, so a slow or idle
+ * reader cannot pin old pages and make the file grow. */
+#include <errno.h>
+#include <poll.h>
+#include <sys/inotify.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log/log_int.h"
+
+enum { SRC_ALL, SRC_STREAM, SRC_TYPE, SRC_CAT };
+
+struct evl_iter {
+    evl_log *log;
+    MDB_txn *txn;
+    MDB_cursor *cur;      /* over the source: events, streams, types or categories */
+    int src;
+    int started, done, backward;
+    uint64_t lo, hi;      /* position bounds, inclusive */
+    uint64_t from_rev;
+    uint64_t limit, count;
+    char *stream, *type, *cat;
+    size_t stream_len, type_len, cat_len;
+    uint8_t key[EVL_MAX_NAME + 9];
+};
+
+uint64_t evl__head_from_txn(evl_log *log, MDB_txn *txn) {
+    MDB_cursor *c;
+    MDB_val k, v;
+    uint64_t head = 0;
+    if (mdb_cursor_open(txn, log->db_events, &c)) return 0;
+    if (mdb_cursor_get(c, &k, &v, MDB_LAST) == 0 && k.mv_size == 8) head = evl__get_be64(k.mv_data);
+    mdb_cursor_close(c);
+    return head;
+}
+
+uint64_t evl_log_head(evl_log *log) {
+    if (!log->opt.read_only) return atomic_load(&log->head);
+    MDB_txn *txn;
+    if (mdb_txn_begin(log->env, NULL, MDB_RDONLY, &txn)) return 0;
+    uint64_t head = evl__head_from_txn(log, txn);
+    mdb_txn_abort(txn);
+    return head;
+}
+
+static int position_at(evl_log *log, MDB_txn *txn, int64_t t, uint64_t *pos) {
+    MDB_cursor *c;
+    uint8_t tk[8];
+    evl__put_be64(tk, t < 0 ? 0 : (uint64_t)t);
+    MDB_val k = {8, tk}, v;
+    int rc = mdb_cursor_open(txn, log->db_times, &c);
+    if (rc) return evl__lmdb_err(rc);
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    if (rc == 0) *pos = evl__get_be64(v.mv_data);
+    else if (rc == MDB_NOTFOUND) *pos = evl__head_from_txn(log, txn) + 1;
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND ? EVL_OK : evl__lmdb_err(rc);
+}
+
+int evl_log_position_at(evl_log *log, int64_t time_ns, uint64_t *position) {
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(log->env, NULL, MDB_RDONLY, &txn);
+    if (rc) return evl__lmdb_err(rc);
+    rc = position_at(log, txn, time_ns, position);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+static char *dup_str(const char *s, size_t *len) {
+    *len = strlen(s);
+    char *d = evl_malloc(*len + 1);
+    if (d) memcpy(d, s, *len + 1);
+    return d;
+}
+
+void evl_iter_close(evl_iter *it) {
+    if (!it) return;
+    if (it->cur) mdb_cursor_close(it->cur);
+    if (it->txn) mdb_txn_abort(it->txn);
+    evl_free(it->stream);
+    evl_free(it->type);
+    evl_free(it->cat);
+    evl_free(it);
+}
+
+int evl_iter_open(evl_log *log, const evl_query *q, evl_iter **out) {
+    int rc;
+    evl_iter *it = evl_calloc(1, sizeof *it);
+    *out = NULL;
+    if (!it) return EVL_ENOMEM;
+    it->log = log;
+    it->backward = q->backward;
+    it->limit = q->limit;
+    it->from_rev = q->from_revision;
+    if ((q->stream && !(it->stream = dup_str(q->stream, &it->stream_len))) ||
+        (q->type && !(it->type = dup_str(q->type, &it->type_len))) ||
+        (q->category && !(it->cat = dup_str(q->category, &it->cat_len)))) {
+        rc = EVL_ENOMEM;
+        goto fail;
+    }
+    if (it->stream && it->stream_len > EVL_MAX_NAME) it->done = 1; /* no such stream can exist */
+    if ((rc = evl__lmdb_err(mdb_txn_begin(log->env, NULL, MDB_RDONLY, &it->txn)))) goto fail;
+    uint64_t head = evl__head_from_txn(log, it->txn);
+    it->lo = 1;
+    it->hi = head;
+    if (q->until_position && q->until_position < it->hi) it->hi = q->until_position;
+    if (q->from_position) {
+        if (q->backward) { if (q->from_position < it->hi) it->hi = q->from_position; }
+        else if (q->from_position > it->lo) it->lo = q->from_position;
+    }
+    if (q->since_ns) {
+        uint64_t p;
+        if ((rc = position_at(log, it->txn, q->since_ns, &p))) goto fail;
+        if (p > it->lo) it->lo = p;
+    }
+    if (q->until_ns) {
+        uint64_t p;
+        if ((rc = position_at(log, it->txn, q->until_ns + 1, &p))) goto fail;
+        if (p - 1 < it->hi) it->hi = p - 1;
+    }
+    if (it->lo > it->hi) it->done = 1;
+    MDB_dbi dbi = log->db_events;
+    it->src = SRC_ALL;
+    if (it->stream) { it->src = SRC_STREAM; dbi = log->db_streams; }
+    else if (it->type) { it->src = SRC_TYPE; dbi = log->db_types; }
+    else if (it->cat) { it->src = SRC_CAT; dbi = log->db_cats; }
+    if (it->src == SRC_STREAM && it->cat) {
+        size_t cl = evl_stream_category(it->stream, it->stream_len);
+        if (cl != it->cat_len || memcmp(it->stream, it->cat, cl)) it->done = 1;
+    }
+    if ((rc = evl__lmdb_err(mdb_cursor_open(it->txn, dbi, &it->cur)))) goto fail;
+    *out = it;
+    return EVL_OK;
+fail:
+    evl_iter_close(it);
+    return rc;
+}
+
+/* Position the source cursor on its first entry (in iteration order) and
+ * return the position it names, or 0 at the end. */
+static int src_first(evl_iter *it, uint64_t *pos) {
+    MDB_val k, v;
+    uint8_t pk[8];
+    int rc;
+    switch (it->src) {
+    case SRC_ALL:
+        evl__put_be64(pk, it->backward ? it->hi : it->lo);
+        k.mv_size = 8;
+        k.mv_data = pk;
+        rc = mdb_cursor_get(it->cur, &k, &v, MDB_SET_RANGE);
+        if (it->backward) {
+            if (rc == MDB_NOTFOUND) rc = mdb_cursor_get(it->cur, &k, &v, MDB_LAST);
+            else if (rc == 0 && evl__get_be64(k.mv_data) > it->hi)
+                rc = mdb_cursor_get(it->cur, &k, &v, MDB_PREV);
+        }
+        if (rc == 0) *pos = evl__get_be64(k.mv_data);
+        return rc;
+    case SRC_STREAM: {
+        uint64_t rev = it->from_rev;
+        if (it->backward && rev == EVL_REV_ANY) rev = UINT64_MAX;
+        if (!it->backward && rev >= EVL_REV_EXISTS) rev = 0;
+        k.mv_size = evl__stream_key(it->key, it->stream, it->stream_len, rev);
+        k.mv_data = it->key;
+        rc = mdb_cursor_get(it->cur, &k, &v, MDB_SET_RANGE);
+        if (it->backward) {
+            if (rc == MDB_NOTFOUND) rc = mdb_cursor_get(it->cur, &k, &v, MDB_LAST);
+            else if (rc == 0 && (k.mv_size != it->stream_len + 9 ||
+                                 memcmp(k.mv_data, it->key, it->stream_len + 1) ||
+                                 evl__get_be64((uint8_t *)k.mv_data + it->stream_len + 1) > rev))
+                rc = mdb_cursor_get(it->cur, &k, &v, MDB_PREV);
+        }
+        break;
+    }
+    default: { /* SRC_TYPE, SRC_CAT: a DUPSORT list of positions under one key */
+        k.mv_size = it->src == SRC_TYPE ? it->type_len : it->cat_len;
+        k.mv_data = it->src == SRC_TYPE ? it->type : it->cat;
+        evl__put_be64(pk, it->backward ? it->hi : it->lo);
+        v.mv_size = 8;
+        v.mv_data = pk;
+        rc = mdb_cursor_get(it->cur, &k, &v, MDB_GET_BOTH_RANGE);
+        if (it->backward) {
+            if (rc == MDB_NOTFOUND) {
+                rc = mdb_cursor_get(it->cur, &k, &v, MDB_SET_KEY);
+                if (rc == 0) rc = mdb_cursor_get(it->cur, &k, &v, MDB_LAST_DUP);
+            } else if (rc == 0 && evl__get_be64(v.mv_data) > it->hi) {
+                rc = mdb_cursor_get(it->cur, &k, &v, MDB_PREV_DUP);
+            }
+        }
+        if (rc == 0) *pos = evl__get_be64(v.mv_data);
+        return rc;
+    }
+    }
+    /* SRC_STREAM: the key must still be this stream's */
+    if (rc == 0 && (k.mv_size != it->stream_len + 9 || memcmp(k.mv_data, it->key, it->stream_len + 1)))
+        rc = MDB_NOTFOUND;
+    if (rc == 0) *pos = evl__get_be64(v.mv_data);
+    return rc;
+}
+
+static int src_next(evl_iter *it, uint64_t *pos) {
+    MDB_val k, v;
+    int rc;
+    switch (it->src) {
+    case SRC_ALL:
+        rc = mdb_cursor_get(it->cur, &k, &v, it->backward ? MDB_PREV : MDB_NEXT);
+        if (rc == 0) *pos = evl__get_be64(k.mv_data);
+        return rc;
+    case SRC_STREAM:
+        rc = mdb_cursor_get(it->cur, &k, &v, it->backward ? MDB_PREV : MDB_NEXT);
+        if (rc == 0 && (k.mv_size != it->stream_len + 9 || memcmp(k.mv_data, it->key, it->stream_len + 1)))
+            rc = MDB_NOTFOUND;
+        if (rc == 0) *pos = evl__get_be64(v.mv_data);
+        return rc;
+    default:
+        rc = mdb_cursor_get(it->cur, &k, &v, it->backward ? MDB_PREV_DUP : MDB_NEXT_DUP);
+        if (rc == 0) *pos = evl__get_be64(v.mv_data);
+        return rc;
+    }
+}
+
+int evl_iter_next(evl_iter *it, evl_event *ev) {
+    for (;;) {
+        if (it->done || (it->limit && it->count >= it->limit)) return EVL_END;
+        uint64_t pos = 0;
+        int rc = it->started ? src_next(it, &pos) : src_first(it, &pos);
+        it->started = 1;
+        if (rc == MDB_NOTFOUND) { it->done = 1; return EVL_END; }
+        if (rc) { it->done = 1; return evl__lmdb_err(rc); }
+        /* Sources other than the stream index are in position order, so
+         * leaving the range ends the walk; a stream's revisions are too. */
+        if (pos < it->lo) {
+            if (it->backward) { it->done = 1; return EVL_END; }
+            continue;
+        }
+        if (pos > it->hi) {
+            if (!it->backward) { it->done = 1; return EVL_END; }
+            continue;
+        }
+        MDB_val v;
+        if (it->src == SRC_ALL) {
+            MDB_val k;
+            if ((rc = mdb_cursor_get(it->cur, &k, &v, MDB_GET_CURRENT))) return evl__lmdb_err(rc);
+        } else {
+            uint8_t pk[8];
+            evl__put_be64(pk, pos);
+            MDB_val k = {8, pk};
+            rc = mdb_get(it->txn, it->log->db_events, &k, &v);
+            if (rc) { it->done = 1; return rc == MDB_NOTFOUND ? EVL_ECORRUPT : evl__lmdb_err(rc); }
+        }
+        if (evl_log_decode(v.mv_data, v.mv_size, ev) || ev->position != pos) {
+            it->done = 1;
+            return EVL_ECORRUPT;
+        }
+        if (it->type && it->src != SRC_TYPE &&
+            (ev->type_len != it->type_len || memcmp(ev->type, it->type, it->type_len)))
+            continue;
+        if (it->cat && it->src != SRC_CAT && it->src != SRC_STREAM) {
+            size_t cl = evl_stream_category(ev->stream, ev->stream_len);
+            if (cl != it->cat_len || memcmp(ev->stream, it->cat, cl)) continue;
+        }
+        it->count++;
+        return EVL_OK;
+    }
+}
+
+int evl_log_get(evl_log *log, uint64_t position, uint8_t **raw, size_t *len) {
+    MDB_txn *txn;
+    uint8_t pk[8];
+    evl__put_be64(pk, position);
+    MDB_val k = {8, pk}, v;
+    evl_event ev;
+    *raw = NULL;
+    *len = 0;
+    int rc = mdb_txn_begin(log->env, NULL, MDB_RDONLY, &txn);
+    if (rc) return evl__lmdb_err(rc);
+    rc = mdb_get(txn, log->db_events, &k, &v);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return evl__lmdb_err(rc);
+    }
+    if (evl_log_decode(v.mv_data, v.mv_size, &ev) || ev.position != position) {
+        mdb_txn_abort(txn);
+        return EVL_ECORRUPT;
+    }
+    *raw = evl_malloc(v.mv_size);
+    if (*raw) {
+        memcpy(*raw, v.mv_data, v.mv_size);
+        *len = v.mv_size;
+    }
+    mdb_txn_abort(txn);
+    return *raw ? EVL_OK : EVL_ENOMEM;
+}
+
+int evl_log_stream_revision(evl_log *log, const char *stream, uint64_t *revision) {
+    MDB_txn *txn;
+    size_t len = strlen(stream);
+    MDB_val k = {len, (void *)stream}, v;
+    if (len == 0 || len > EVL_MAX_NAME) return EVL_ENOTFOUND;
+    int rc = mdb_txn_begin(log->env, NULL, MDB_RDONLY, &txn);
+    if (rc) return evl__lmdb_err(rc);
+    rc = mdb_get(txn, log->db_heads, &k, &v);
+    if (rc == 0) *revision = evl__get_be64(v.mv_data);
+    mdb_txn_abort(txn);
+    return evl__lmdb_err(rc);
+}
+
+/* Another process writes the log: watch data.mdb for its page writes. */
+static int wait_other_process(evl_log *log, uint64_t after, int timeout_ms, uint64_t *head) {
+    pthread_mutex_lock(&log->ino_mu);
+    if (log->ino_fd < 0) {
+        log->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (log->ino_fd >= 0) {
+            size_t n = strlen(log->dir) + 16;
+            char *path = evl_malloc(n);
+            if (path) {
+                snprintf(path, n, "%s/log/data.mdb", log->dir);
+                inotify_add_watch(log->ino_fd, path, IN_MODIFY);
+                evl_free(path);
+            }
+        }
+    }
+    int fd = log->ino_fd;
+    pthread_mutex_unlock(&log->ino_mu);
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : evl__mono_ns() + (int64_t)timeout_ms * 1000000;
+    for (;;) {
+        uint64_t h = evl_log_head(log);
+        if (head) *head = h;
+        if (h > after) return EVL_OK;
+        int64_t left = deadline == INT64_MAX ? -1 : (deadline - evl__mono_ns()) / 1000000;
+        if (deadline != INT64_MAX && left <= 0) return EVL_ETIMEDOUT;
+        /* without inotify, fall back to a short period */
+        int wait_ms = fd < 0 ? 50 : (left < 0 || left > 1000 ? 1000 : (int)left);
+        if (fd >= 0) {
+            struct pollfd p = {fd, POLLIN, 0};
+            if (poll(&p, 1, wait_ms) > 0) {
+                char buf[4096];
+                while (read(fd, buf, sizeof buf) > 0) {}
+            }
+        } else {
+            struct timespec ts = {0, wait_ms * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+int evl_log_wait(evl_log *log, uint64_t after, int timeout_ms, uint64_t *head) {
+    if (log->opt.read_only) return wait_other_process(log, after, timeout_ms, head);
+    struct timespec ts;
+    int rc = EVL_OK;
+    if (timeout_ms >= 0) {
+        int64_t d = evl__mono_ns() + (int64_t)timeout_ms * 1000000;
+        ts.tv_sec = d / 1000000000;
+        ts.tv_nsec = d % 1000000000;
+    }
+    pthread_mutex_lock(&log->mu);
+    while (atomic_load(&log->head) <= after && !log->stopping) {
+        if (timeout_ms < 0) pthread_cond_wait(&log->head_cv, &log->mu);
+        else if (pthread_cond_timedwait(&log->head_cv, &log->mu, &ts) == ETIMEDOUT) break;
+    }
+    uint64_t h = atomic_load(&log->head);
+    if (h <= after) rc = log->stopping ? EVL_ECLOSED : EVL_ETIMEDOUT;
+    pthread_mutex_unlock(&log->mu);
+    if (head) *head = h;
+    return rc;
+}

@@ -1,0 +1,161 @@
+/* evl_log_verify(): check the whole log and name the first problem.
+ *
+ * Pass 1 walks the records in position order: keys gap-free from 1, every
+ * record decodes and passes its CRC, its position field equals its key,
+ * times never decrease, and every index has the entry that points at it.
+ * Pass 2 walks the streams index: revisions contiguous from 0 and each
+ * stream's head entry naming its last revision and position.  Entry counts
+ * then show that the indexes hold nothing more than pass 1 found, so index
+ * and records correspond one to one.  All of it in one read transaction: a
+ * consistent snapshot even while the writer runs. */
+#include <stdarg.h>
+
+#include "log/log_int.h"
+
+typedef struct vctx {
+    evl_log *log;
+    MDB_txn *txn;
+    char *problem;
+    size_t problem_len;
+} vctx;
+
+__attribute__((format(printf, 2, 3))) static int fail(vctx *v, const char *fmt, ...) {
+    if (v->problem && v->problem_len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(v->problem, v->problem_len, fmt, ap);
+        va_end(ap);
+    }
+    return EVL_ECORRUPT;
+}
+
+static int expect_pos(vctx *v, MDB_dbi dbi, MDB_val *k, uint64_t pos) {
+    MDB_val val;
+    int rc = mdb_get(v->txn, dbi, k, &val);
+    if (rc) return rc;
+    return val.mv_size == 8 && evl__get_be64(val.mv_data) == pos ? 0 : MDB_NOTFOUND;
+}
+
+static int has_dup(vctx *v, MDB_cursor *c, const void *key, size_t klen, uint64_t pos) {
+    uint8_t pk[8];
+    evl__put_be64(pk, pos);
+    MDB_val k = {klen, (void *)key}, val = {8, pk};
+    return mdb_cursor_get(c, &k, &val, MDB_GET_BOTH);
+}
+
+static uint64_t entries(vctx *v, MDB_dbi dbi) {
+    MDB_stat st;
+    return mdb_stat(v->txn, dbi, &st) ? 0 : st.ms_entries;
+}
+
+int evl_log_verify(evl_log *log, char *problem, size_t problem_len, uint64_t *n_events,
+                   evl_verify_progress progress, void *arg) {
+    vctx v = {log, NULL, problem, problem_len};
+    MDB_cursor *c = NULL, *ct = NULL, *cc = NULL;
+    uint64_t expect = 1, streams = 0;
+    int64_t last_time = INT64_MIN;
+    int rc;
+    if (problem && problem_len) problem[0] = 0;
+    if (n_events) *n_events = 0;
+    if ((rc = mdb_txn_begin(log->env, NULL, MDB_RDONLY, &v.txn))) return evl__lmdb_err(rc);
+    uint64_t total = evl__head_from_txn(log, v.txn);
+    if ((rc = mdb_cursor_open(v.txn, log->db_events, &c)) ||
+        (rc = mdb_cursor_open(v.txn, log->db_types, &ct)) ||
+        (rc = mdb_cursor_open(v.txn, log->db_cats, &cc))) {
+        rc = evl__lmdb_err(rc);
+        goto out;
+    }
+    MDB_val k, val;
+    uint8_t skey[EVL_MAX_NAME + 9];
+    for (int mrc = mdb_cursor_get(c, &k, &val, MDB_FIRST); mrc != MDB_NOTFOUND;
+         mrc = mdb_cursor_get(c, &k, &val, MDB_NEXT), expect++) {
+        evl_event ev;
+        if (mrc) { rc = evl__lmdb_err(mrc); goto out; }
+        if (k.mv_size != 8) { rc = fail(&v, "events: a key of %zu bytes after position %llu", k.mv_size, (unsigned long long)(expect - 1)); goto out; }
+        uint64_t pos = evl__get_be64(k.mv_data);
+        if (pos != expect) { rc = fail(&v, "position %llu is missing (next record is %llu)", (unsigned long long)expect, (unsigned long long)pos); goto out; }
+        if (evl_log_decode(val.mv_data, val.mv_size, &ev)) { rc = fail(&v, "position %llu: record does not decode or fails its CRC", (unsigned long long)pos); goto out; }
+        if (ev.position != pos) { rc = fail(&v, "position %llu: record says position %llu", (unsigned long long)pos, (unsigned long long)ev.position); goto out; }
+        if (evl_name_check(ev.stream, ev.stream_len) || evl_name_check(ev.type, ev.type_len)) { rc = fail(&v, "position %llu: invalid stream or type name", (unsigned long long)pos); goto out; }
+        if (ev.time_ns < last_time) { rc = fail(&v, "position %llu: time goes back", (unsigned long long)pos); goto out; }
+        last_time = ev.time_ns;
+        MDB_val sk = {evl__stream_key(skey, ev.stream, ev.stream_len, ev.revision), skey};
+        if (expect_pos(&v, log->db_streams, &sk, pos)) { rc = fail(&v, "position %llu: streams index has no entry (%.*s, revision %llu) pointing at it", (unsigned long long)pos, (int)ev.stream_len, ev.stream, (unsigned long long)ev.revision); goto out; }
+        MDB_val ik = {16, ev.id};
+        if (expect_pos(&v, log->db_ids, &ik, pos)) { rc = fail(&v, "position %llu: ids index does not map its id to it", (unsigned long long)pos); goto out; }
+        if (has_dup(&v, ct, ev.type, ev.type_len, pos)) { rc = fail(&v, "position %llu: types index lacks it", (unsigned long long)pos); goto out; }
+        if (has_dup(&v, cc, ev.stream, evl_stream_category(ev.stream, ev.stream_len), pos)) { rc = fail(&v, "position %llu: categories index lacks it", (unsigned long long)pos); goto out; }
+        if (progress && (pos & 0xffff) == 0 && progress(arg, pos, total)) { rc = EVL_ETIMEDOUT; goto out; }
+    }
+    uint64_t n = expect - 1;
+    if (entries(&v, log->db_ids) != n) { rc = fail(&v, "ids index has %llu entries for %llu events", (unsigned long long)entries(&v, log->db_ids), (unsigned long long)n); goto out; }
+    if (entries(&v, log->db_types) != n) { rc = fail(&v, "types index has %llu entries for %llu events", (unsigned long long)entries(&v, log->db_types), (unsigned long long)n); goto out; }
+    if (entries(&v, log->db_cats) != n) { rc = fail(&v, "categories index has %llu entries for %llu events", (unsigned long long)entries(&v, log->db_cats), (unsigned long long)n); goto out; }
+    if (entries(&v, log->db_streams) != n) { rc = fail(&v, "streams index has %llu entries for %llu events", (unsigned long long)entries(&v, log->db_streams), (unsigned long long)n); goto out; }
+
+    /* Pass 2: per stream, revisions 0..last, and the head entry. */
+    mdb_cursor_close(c);
+    c = NULL;
+    if ((rc = evl__lmdb_err(mdb_cursor_open(v.txn, log->db_streams, &c)))) goto out;
+    const char *cur = NULL;
+    size_t cur_len = 0;
+    uint64_t next_rev = 0, last_pos = 0;
+    char name[EVL_MAX_NAME + 1];
+    for (int mrc = mdb_cursor_get(c, &k, &val, MDB_FIRST);; mrc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
+        if (mrc && mrc != MDB_NOTFOUND) { rc = evl__lmdb_err(mrc); goto out; }
+        size_t slen = mrc ? 0 : k.mv_size - 9;
+        int same = !mrc && cur && slen == cur_len && memcmp(k.mv_data, cur, slen) == 0;
+        if (cur && !same) { /* close the previous stream: check its head */
+            MDB_val hk = {cur_len, name}, hv;
+            if (mdb_get(v.txn, log->db_heads, &hk, &hv) || hv.mv_size != 16 ||
+                evl__get_be64(hv.mv_data) != next_rev - 1 || evl__get_be64((uint8_t *)hv.mv_data + 8) != last_pos) {
+                rc = fail(&v, "stream %s: head entry does not match revision %llu at position %llu", name, (unsigned long long)(next_rev - 1), (unsigned long long)last_pos);
+                goto out;
+            }
+            streams++;
+        }
+        if (mrc) break;
+        if (k.mv_size < 10 || ((uint8_t *)k.mv_data)[k.mv_size - 9] != 0) { rc = fail(&v, "streams index: malformed key"); goto out; }
+        if (!same) {
+            memcpy(name, k.mv_data, slen);
+            name[slen] = 0;
+            cur = name;
+            cur_len = slen;
+            next_rev = 0;
+        }
+        uint64_t rev = evl__get_be64((uint8_t *)k.mv_data + slen + 1);
+        if (rev != next_rev) { rc = fail(&v, "stream %s: revision %llu follows %llu", name, (unsigned long long)rev, (unsigned long long)next_rev - 1); goto out; }
+        last_pos = val.mv_size == 8 ? evl__get_be64(val.mv_data) : 0;
+        next_rev++;
+    }
+    if (entries(&v, log->db_heads) != streams) { rc = fail(&v, "heads has %llu entries for %llu streams", (unsigned long long)entries(&v, log->db_heads), (unsigned long long)streams); goto out; }
+
+    /* Pass 3: each time entry names the first position of its time. */
+    mdb_cursor_close(c);
+    c = NULL;
+    if ((rc = evl__lmdb_err(mdb_cursor_open(v.txn, log->db_times, &c)))) goto out;
+    for (int mrc = mdb_cursor_get(c, &k, &val, MDB_FIRST); mrc == 0; mrc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
+        int64_t t = (int64_t)evl__get_be64(k.mv_data);
+        uint64_t pos = evl__get_be64(val.mv_data);
+        uint8_t pk[8];
+        evl_event ev;
+        evl__put_be64(pk, pos);
+        MDB_val ek = {8, pk}, ev_raw;
+        int bad = mdb_get(v.txn, log->db_events, &ek, &ev_raw) ||
+                  evl_log_decode(ev_raw.mv_data, ev_raw.mv_size, &ev) || ev.time_ns != t;
+        if (!bad && pos > 1) {
+            evl__put_be64(pk, pos - 1);
+            bad = mdb_get(v.txn, log->db_events, &ek, &ev_raw) ||
+                  evl_log_decode(ev_raw.mv_data, ev_raw.mv_size, &ev) || ev.time_ns >= t;
+        }
+        if (bad) { rc = fail(&v, "times index: entry for position %llu does not match the records", (unsigned long long)pos); goto out; }
+    }
+    if (n_events) *n_events = n;
+    rc = EVL_OK;
+out:
+    if (c) mdb_cursor_close(c);
+    if (ct) mdb_cursor_close(ct);
+    if (cc) mdb_cursor_close(cc);
+    mdb_txn_abort(v.txn);
+    return rc;
+}

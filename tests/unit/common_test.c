@@ -1,0 +1,57 @@
+/* CRC-32C, UUIDs and ISO-8601 time. */
+#include "evlog/log.h"
+#include "test.h"
+
+uint32_t evl__crc32c(uint32_t crc, const void *buf, size_t len);
+uint32_t evl__crc32c_portable(uint32_t crc, const void *buf, size_t len);
+
+int main(void) {
+    /* the standard check value of CRC-32C */
+    CHECK(evl__crc32c(0, "123456789", 9) == 0xE3069283u);
+    CHECK(evl__crc32c_portable(0, "123456789", 9) == 0xE3069283u);
+    uint8_t buf[1031];
+    for (size_t i = 0; i < sizeof buf; i++) buf[i] = (uint8_t)(i * 131 + 7);
+    for (size_t n = 0; n < sizeof buf; n += 17) {
+        CHECK(evl__crc32c(0, buf, n) == evl__crc32c_portable(0, buf, n));
+        /* incremental equals one-shot */
+        CHECK(evl__crc32c(evl__crc32c(0, buf, n / 2), buf + n / 2, n - n / 2) == evl__crc32c(0, buf, n));
+    }
+
+    uint8_t a[16], b[16], p[16];
+    char s[37];
+    evl_uuid_v7(a);
+    evl_uuid_v7(b);
+    CHECK(memcmp(a, b, 16) != 0);
+    CHECK((a[6] >> 4) == 7 && (a[8] & 0xc0) == 0x80);
+    evl_uuid_format(a, s);
+    CHECK(strlen(s) == 36 && s[8] == '-' && s[14] == '7');
+    OK(evl_uuid_parse(s, 36, p));
+    CHECK(memcmp(a, p, 16) == 0);
+    OK(evl_uuid_parse("550E8400E29B41D4A716446655440000", 32, p));
+    evl_uuid_format(p, s);
+    CHECK(strcmp(s, "550e8400-e29b-41d4-a716-446655440000") == 0);
+    CHECK_RC(evl_uuid_parse("550e8400-e29b-41d4-a716-44665544000g", 36, p), EVL_EID);
+    CHECK_RC(evl_uuid_parse("550e8400", 8, p), EVL_EID);
+
+    char t[40];
+    int64_t ns;
+    evl_time_format(0, 3, t);
+    CHECK(strcmp(t, "1970-01-01T00:00:00.000Z") == 0);
+    evl_time_format(1795430400123456789LL, 9, t);
+    CHECK(strcmp(t, "2026-11-23T10:40:00.123456789Z") == 0);
+    OK(evl_time_parse(t, strlen(t), &ns));
+    CHECK(ns == 1795430400123456789LL);
+    OK(evl_time_parse("2026-11-23T12:40:00.5+02:00", 27, &ns));
+    CHECK(ns == 1795430400500000000LL);
+    OK(evl_time_parse("2026-11-23", 10, &ns));
+    CHECK(ns == 1795392000000000000LL);
+    evl_time_format(-1, 3, t); /* just before the epoch */
+    CHECK(strcmp(t, "1969-12-31T23:59:59.999Z") == 0);
+    CHECK_RC(evl_time_parse("2026-11-23T10:40:00", 19, &ns), EVL_EINVAL); /* no zone */
+    CHECK_RC(evl_time_parse("2026-13-01", 10, &ns), EVL_EINVAL);
+    CHECK_RC(evl_time_parse("yesterday", 9, &ns), EVL_EINVAL);
+
+    CHECK(strcmp(evl_errname(EVL_ECONFLICT), "EVL_ECONFLICT") == 0);
+    CHECK(strstr(evl_strerror(EVL_ESYS(2)), "No such file") != NULL);
+    TEST_PASS();
+}
