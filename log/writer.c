@@ -412,17 +412,22 @@ static void complete(evl_log *log, evl_req **reqs, size_t n) {
     pthread_mutex_lock(&log->mu);
     int advanced = head != atomic_load(&log->head);
     atomic_store(&log->head, head);
-    for (size_t i = 0; i < n; i++)
-        if (!reqs[i]->cb) reqs[i]->done = 1;
-    pthread_cond_broadcast(&log->done_cv);
     if (advanced) pthread_cond_broadcast(&log->head_cv);
     pthread_mutex_unlock(&log->mu);
     if (advanced) notify(log, head);
+    /* Async first: once a sync appender sees done it frees its req, so the
+     * sync ones must be the last thing this function touches. */
     for (size_t i = 0; i < n; i++)
         if (reqs[i]->cb) {
             reqs[i]->cb(reqs[i]->arg, &reqs[i]->res);
             free_req(reqs[i]);
+            reqs[i] = NULL;
         }
+    pthread_mutex_lock(&log->mu);
+    for (size_t i = 0; i < n; i++)
+        if (reqs[i]) reqs[i]->done = 1;
+    pthread_cond_broadcast(&log->done_cv);
+    pthread_mutex_unlock(&log->mu);
 }
 
 static void process_group(evl_log *log, evl_req **reqs, size_t n, msgpack_sbuffer *rec) {
