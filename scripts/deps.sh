@@ -1,0 +1,15 @@
+#!/bin/sh
+# Install evlog's build and test dependencies from Debian packages (only what is missing).
+set -eu
+PKGS="build-essential cmake pkg-config liblmdb-dev libsqlite3-dev libmsgpack-dev libevent-dev
+libjansson-dev lmdb-utils sqlite3 curl python3 python3-msgpack"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "evlog: installing Debian packages:$missing" >&2
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
