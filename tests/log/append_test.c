@@ -372,6 +372,33 @@ static void test_map_full(void) {
     pack_data(&sb, 1, pad);
     CHECK_RC(append1(log, "fill-0", EVL_REV_ANY, "Filled", sb.data, sb.size, NULL, NULL, NULL), EVL_EFULL);
     verify_ok(log, acked);
+    {   /* in one group, a batch that does not fit fails alone: its neighbours commit */
+        async_box boxes[41];
+        uint8_t *huge = malloc(600000);
+        huge[0] = 0x81; huge[1] = 0xa1; huge[2] = 'k'; huge[3] = 0xc6;
+        huge[4] = 0; huge[5] = 0x09; huge[6] = 0x27; huge[7] = 0xb8; /* bin32 of 599992 */
+        memset(huge + 8, 'h', 600000 - 8);
+        for (int i = 0; i < 41; i++) {
+            boxes[i] = (async_box){PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, -1, 0};
+            evl_event_in ev = {.type = "Tiny"};
+            if (i == 20) { ev.data = huge; ev.data_len = 600000; }
+            evl_stream_in s = {.stream = "fill-tiny", .expected = EVL_REV_ANY, .events = &ev, .n_events = 1};
+            OK(evl_log_append_async(log, &s, 1, async_done, &boxes[i]));
+        }
+        int ok = 0;
+        for (int i = 0; i < 41; i++) {
+            pthread_mutex_lock(&boxes[i].mu);
+            while (!boxes[i].done) pthread_cond_wait(&boxes[i].cv, &boxes[i].mu);
+            pthread_mutex_unlock(&boxes[i].mu);
+            if (i == 20) CHECK_RC(boxes[i].err, EVL_EFULL);
+            else ok += boxes[i].err == EVL_OK;
+        }
+        free(huge);
+        CHECK(ok > 0); /* the small ones fit while the map had room */
+        acked += (uint64_t)ok;
+        CHECK(evl_log_head(log) == acked);
+        verify_ok(log, acked);
+    }
     evl_log_close(log);
     /* everything acknowledged is there after reopening with room */
     opt.map_size = 64 << 20;
