@@ -1,0 +1,161 @@
+/* Commands about the log as a whole: verify, stats (read-only). */
+#include <inttypes.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+/* ================================================================ verify */
+
+typedef struct progress {
+    int last_pct;
+} progress;
+
+static int on_progress(void *arg, uint64_t done, uint64_t total)
+{
+    progress *p = arg;
+    int pct = total ? (int)(done * 100 / total) : 100;
+    if (pct != p->last_pct) { /* one redraw per percent, not per event */
+        p->last_pct = pct;
+        fprintf(stderr, "\rverifying: %" PRIu64 "/%" PRIu64 " events (%d%%)", done, total,
+                pct);
+        fflush(stderr);
+    }
+    return 0;
+}
+
+int cmd_verify(cli *c, const cli_command *cmd, int argc, char **argv)
+{
+    cli_args a;
+    cli_args_init(&a, c, cmd, argc, argv);
+    for (;;) {
+        const char *v = NULL;
+        int r = cli_arg_next(&a, NULL, &v);
+        if (r == CLI_ARG_END)
+            break;
+        if (r == CLI_ARG_POS)
+            return cli_usage(cmd, "unexpected argument '%s'", v);
+        return cli_arg_finish(&a, r);
+    }
+    evl_log *log = NULL;
+    int rc = cli_open(c, 1, &log);
+    if (rc != CLI_OK)
+        return rc;
+    char problem[512] = "";
+    uint64_t n = 0;
+    progress p = {-1};
+    /* Progress is for a person watching; in scripts and logs it is noise. */
+    int tty = isatty(STDERR_FILENO);
+    int err = evl_log_verify(log, problem, sizeof problem, &n, tty ? on_progress : NULL, &p);
+    if (tty && p.last_pct >= 0)
+        fputs("\r\033[K", stderr);
+    evl_log_close(log);
+    if (err == EVL_OK) {
+        printf("ok: %" PRIu64 " events verified\n", n);
+        return CLI_OK;
+    }
+    printf("verify failed: %s\n", err == EVL_ECORRUPT && problem[0] ? problem
+                                                                   : evl_strerror(err));
+    return CLI_ERR;
+}
+
+/* ================================================================= stats */
+
+static const char *human_bytes(uint64_t b, char buf[32])
+{
+    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    double v = (double)b;
+    size_t u = 0;
+    while (v >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, 32, "%" PRIu64 " B", b);
+    else
+        snprintf(buf, 32, "%.1f %s", v, units[u]);
+    return buf;
+}
+
+static json_t *time_or_null(uint64_t head, int64_t ns)
+{
+    char t[40];
+    if (head == 0)
+        return json_null();
+    size_t n = evl_time_format(ns, 9, t);
+    return json_stringn(t, n);
+}
+
+static int stats_json(const evl_log_stats *st)
+{
+    json_t *j = json_pack(
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:I, s:I}", "head",
+        (json_int_t)st->head, "streams", (json_int_t)st->streams, "types",
+        (json_int_t)st->types, "categories", (json_int_t)st->categories, "used_bytes",
+        (json_int_t)st->used_bytes, "file_bytes", (json_int_t)st->file_bytes, "map_size",
+        (json_int_t)st->map_size, "first_time", time_or_null(st->head, st->first_time_ns),
+        "last_time", time_or_null(st->head, st->last_time_ns), "first_time_ns",
+        (json_int_t)st->first_time_ns, "last_time_ns", (json_int_t)st->last_time_ns);
+    if (!j)
+        return cli_fail("%s", evl_strerror(EVL_ENOMEM));
+    int rc = cli_print_json(stdout, j, JSON_COMPACT);
+    json_decref(j);
+    return rc;
+}
+
+static void stats_table(const evl_log_stats *st, const char *dir)
+{
+    char b[32], t[40];
+    printf("%-12s %s\n", "data dir", dir);
+    printf("%-12s %" PRIu64 "\n", "head", st->head);
+    printf("%-12s %" PRIu64 "\n", "streams", st->streams);
+    printf("%-12s %" PRIu64 "\n", "types", st->types);
+    printf("%-12s %" PRIu64 "\n", "categories", st->categories);
+    printf("%-12s %s\n", "used bytes", human_bytes(st->used_bytes, b));
+    printf("%-12s %s\n", "file bytes", human_bytes(st->file_bytes, b));
+    printf("%-12s %s\n", "map size", human_bytes(st->map_size, b));
+    if (st->head) {
+        evl_time_format(st->first_time_ns, 9, t);
+        printf("%-12s %s\n", "first event", t);
+        evl_time_format(st->last_time_ns, 9, t);
+        printf("%-12s %s\n", "last event", t);
+    } else {
+        printf("%-12s %s\n", "first event", "-");
+        printf("%-12s %s\n", "last event", "-");
+    }
+}
+
+int cmd_stats(cli *c, const cli_command *cmd, int argc, char **argv)
+{
+    static const cli_flag flags[] = {{"--json", 0, 1}, {0}};
+    int as_json = 0;
+    cli_args a;
+    cli_args_init(&a, c, cmd, argc, argv);
+    for (;;) {
+        const char *v = NULL;
+        int r = cli_arg_next(&a, flags, &v);
+        if (r == CLI_ARG_END)
+            break;
+        if (r == 1) {
+            as_json = 1;
+            continue;
+        }
+        if (r == CLI_ARG_POS)
+            return cli_usage(cmd, "unexpected argument '%s'", v);
+        return cli_arg_finish(&a, r);
+    }
+    evl_log *log = NULL;
+    int rc = cli_open(c, 1, &log);
+    if (rc != CLI_OK)
+        return rc;
+    evl_log_stats st;
+    memset(&st, 0, sizeof st);
+    int err = evl_log_stats_get(log, &st);
+    evl_log_close(log);
+    if (err != EVL_OK)
+        return cli_fail("cannot read statistics: %s", evl_strerror(err));
+    if (as_json)
+        return stats_json(&st);
+    stats_table(&st, c->data_dir);
+    return CLI_OK;
+}

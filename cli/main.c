@@ -1,0 +1,112 @@
+/* evlog: the command-line tool over a data directory (embedded, no server). */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const cli_command commands[] = {
+    {"append", "STREAM TYPE [DATA_JSON] [--expected REV] [--id UUID] [--meta JSON]",
+     "Append one event and print its acknowledgement as JSON.\n"
+     "  DATA_JSON       a JSON object (default {})\n"
+     "  --expected REV  any | no_stream | exists | the stream's last revision\n"
+     "  --id UUID       the event id; appending the same id again is idempotent\n"
+     "  --meta JSON     a JSON object of metadata",
+     cmd_append},
+    {"read", "STREAM [--from REV] [--limit N] [--backward]",
+     "Print a stream's events, one CloudEvents JSON object per line.\n"
+     "  --from REV   first revision (with --backward: the last; default: the end)\n"
+     "  --limit N    at most N events\n"
+     "  --backward   newest first",
+     cmd_read},
+    {"tail", "[--from POS] [--type T] [--category C] [--limit N] [-f]",
+     "Print the last events of the whole log (10 unless --limit), or every event\n"
+     "from position POS, one JSON object per line.\n"
+     "  --type T      only events of type T\n"
+     "  --category C  only streams whose name starts with C-\n"
+     "  -f, --follow  keep printing new events as they are committed",
+     cmd_tail},
+    {"export", "[--from POS] [--until POS]",
+     "Print every event (optionally from/until a position) as NDJSON, for import.",
+     cmd_export},
+    {"import", "FILE.ndjson   (- reads stdin)",
+     "Append the events of an NDJSON file (- for stdin), keeping their ids:\n"
+     "importing the same file twice adds nothing the second time.",
+     cmd_import},
+    {"verify", "",
+     "Check every record, checksum and index of the log.", cmd_verify},
+    {"stats", "[--json]", "Show the size and contents of the log.", cmd_stats},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void print_help(FILE *f)
+{
+    fputs("evlog " EVL_VERSION_STRING " - event-sourced append-only log store\n\n"
+          "usage: evlog [--data DIR] COMMAND [ARGS...]\n\n"
+          "  --data DIR   the data directory (default " CLI_DEFAULT_DATA ")\n\n"
+          "commands:\n",
+          f);
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  evlog [--data DIR] %s%s%s\n", commands[i].name,
+                *commands[i].usage ? " " : "", commands[i].usage);
+    fputs("  evlog help | --help | --version\n\n"
+          "Exit status: 0 success, 1 error, 2 usage, 3 conflict (wrong expected revision).\n"
+          "`evlog COMMAND --help` describes one command.\n",
+          f);
+}
+
+int main(int argc, char **argv)
+{
+    cli c = {CLI_DEFAULT_DATA, NULL};
+    /* A closed stdout must show up as EPIPE from write, so that
+     * `evlog export | head` ends quietly instead of dying on a signal. */
+    signal(SIGPIPE, SIG_IGN);
+
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            print_help(stdout);
+            return CLI_OK;
+        }
+        if (!strcmp(a, "--version") || !strcmp(a, "-V")) {
+            printf("evlog %s\n", EVL_VERSION_STRING);
+            return CLI_OK;
+        }
+        if (!strcmp(a, "--data")) {
+            if (i + 1 >= argc || !*argv[i + 1])
+                return cli_usage(NULL, "--data needs a directory");
+            c.data_dir = argv[++i];
+        } else if (!strncmp(a, "--data=", 7) && a[7]) {
+            c.data_dir = a + 7;
+        } else if (!strcmp(a, "--url") || !strncmp(a, "--url=", 6)) {
+            return cli_usage(NULL, "--url: this build only works on a data directory "
+                                   "(use --data DIR)");
+        } else {
+            return cli_usage(NULL, "unknown option '%s'", a);
+        }
+    }
+    if (i >= argc)
+        return cli_usage(NULL, "missing command");
+    const char *name = argv[i];
+    if (!strcmp(name, "help")) {
+        for (size_t k = 0; i + 1 < argc && k < N_COMMANDS; k++)
+            if (!strcmp(argv[i + 1], commands[k].name))
+                return cli_help(&commands[k]);
+        print_help(stdout);
+        return CLI_OK;
+    }
+    for (size_t k = 0; k < N_COMMANDS; k++) {
+        if (strcmp(name, commands[k].name))
+            continue;
+        int rc = commands[k].run(&c, &commands[k], argc - i, argv + i);
+        if (rc == CLI_OK || rc == CLI_CLOSED) {
+            /* Buffered output can still fail here (full disk, closed pipe). */
+            int fr = cli_flush(stdout);
+            rc = fr == CLI_ERR ? CLI_ERR : CLI_OK;
+        }
+        return rc;
+    }
+    return cli_usage(NULL, "unknown command '%s'", name);
+}
