@@ -59,7 +59,12 @@ extern "C" {
     X(EJSON, "malformed JSON")                                                 \
     X(ETIMEDOUT, "timed out")                                                  \
     X(ECLOSED, "log is closing")                                               \
-    X(EVERSION, "unsupported data format version")
+    X(EVERSION, "unsupported data format version")                            \
+    X(ESPEC, "projection file is invalid")                                     \
+    X(ESQL, "SQL error")                                                       \
+    X(EWRITESQL, "only read-only SQL is allowed here")                         \
+    X(EFAULTED, "projection is faulted")                                       \
+    X(ELIMIT, "query exceeded its row or time limit")
 
 #define EVL__ENUM(sym, msg) EVL_##sym,
 typedef enum evl_err { EVL_ERRORS(EVL__ENUM) EVL__ELAST } evl_err;

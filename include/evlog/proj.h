@@ -1,0 +1,172 @@
+/** @file proj.h
+ * @brief evlog: SQL projections — spec files, projector threads, status, queries.
+ *
+ * A projection is one `.sql` file:
+ * @code
+ * -- @projection jobs
+ * CREATE TABLE jobs (id TEXT PRIMARY KEY, status TEXT NOT NULL, ...);
+ * -- @on JobQueued
+ * INSERT INTO jobs (id, status, created_at) VALUES (:id, 'queued', @time);
+ * -- @on JobSucceeded
+ * -- @on JobFailed
+ * UPDATE jobs SET finished_at = @time WHERE id = :id;
+ * @endcode
+ * DDL comes first, then handlers: each `-- @on TYPE` line (or `-- @on *`,
+ * every type) introduces SQL statements run in order for each event of that
+ * type; consecutive `@on` lines share one body.  Parameters bind from the
+ * event: `:field` a top-level data field (maps and arrays as JSON text,
+ * booleans as 0/1), `$field` a meta field, and `@stream @type @position
+ * @revision @id @time @time_ns @category @data @meta` (`@time` ISO-8601 UTC
+ * with milliseconds and `Z`; `@data`/`@meta` the whole map as JSON).  A field
+ * the event lacks binds NULL.
+ *
+ * Each projection lives in `DATA/projections/NAME.db` (SQLite, WAL), fed by
+ * its own thread in batches; the checkpoint (last applied position, spec
+ * hash, events applied) is written in the same SQLite transaction as the
+ * rows, so after a crash it resumes at exactly the next event.  A handler
+ * error faults that projection alone.
+ *
+ * @section caveats Caveats
+ * - The engine needs the data directory's lock: open the log read-write.
+ *   Readers in other processes use evl_proj_query_file() on the `.db` file.
+ * - A spec whose hash differs from the one its file was built with is
+ *   rebuilt from position 1.
+ */
+#ifndef EVLOG_PROJ_H
+#define EVLOG_PROJ_H
+
+#include <jansson.h>
+
+#include "log.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct evl_proj_spec evl_proj_spec;
+typedef struct evl_proj_engine evl_proj_engine;
+
+#define EVL_PROJ_MAX_NAME 63
+
+/** @brief Parse and check a projection file: directives, DDL, every handler
+ * statement prepared against the DDL, every parameter name known.
+ * @param[in] file the name used in messages ("jobs.sql", "builtin:jobs.sql").
+ * @param[out] out the spec; the caller frees it with evl_proj_spec_free().
+ * @param[out] err on #EVL_ESPEC, "FILE:LINE: problem" (NUL-terminated, at most @p errlen).
+ * @return EVL_OK, #EVL_ESPEC, #EVL_ENOMEM. */
+int evl_proj_spec_parse(const char *src, size_t len, const char *file, evl_proj_spec **out,
+                        char *err, size_t errlen);
+void evl_proj_spec_free(evl_proj_spec *spec);
+/** The projection's name (borrowed). */
+const char *evl_proj_spec_name(const evl_proj_spec *spec);
+/** 16 hex digits identifying the spec's content (borrowed). */
+const char *evl_proj_spec_hash(const evl_proj_spec *spec);
+
+/** Built-in specs compiled into the library: name ("jobs.sql") and text. */
+typedef struct evl_proj_builtin {
+    const char *file;
+    const char *text;
+    size_t len;
+} evl_proj_builtin;
+/** @brief The built-in specs (static storage); @p n receives their count. */
+const evl_proj_builtin *evl_proj_builtins(size_t *n);
+
+/** Receives one line per notable thing (a broken file skipped, a rebuild,
+ * a fault).  Called from any thread. */
+typedef void (*evl_proj_report_fn)(void *arg, const char *line);
+
+typedef struct evl_proj_options {
+    const char *const *dirs;  /**< extra spec directories (every *.sql in each) */
+    size_t n_dirs;
+    int no_builtin;           /**< leave the built-in specs out */
+    size_t batch_events;      /**< events per SQLite transaction at most; default 10000 */
+    evl_proj_report_fn report;
+    void *report_arg;
+} evl_proj_options;
+
+/** @brief Load the specs, open or create each projection's SQLite file, and
+ * start one projector thread per projection.  Broken spec files are
+ * reported and skipped.
+ * @param[out] out the engine; close it with evl_proj_close() before the log.
+ * @return EVL_OK, #EVL_ERDONLY (a read-only log), #EVL_ENOMEM, EVL_ESYS(errno). */
+int evl_proj_open(evl_log *log, const evl_proj_options *opt, evl_proj_engine **out);
+
+/** @brief Stop every projector (each finishes its batch and checkpoints) and
+ * close.  NULL is a no-op. */
+void evl_proj_close(evl_proj_engine *eng);
+
+typedef enum evl_proj_state {
+    EVL_PROJ_CATCHING_UP, EVL_PROJ_LIVE, EVL_PROJ_REBUILDING, EVL_PROJ_FAULTED
+} evl_proj_state;
+/** "catching_up", "live", "rebuilding", "faulted". */
+const char *evl_proj_state_name(evl_proj_state s);
+
+typedef struct evl_proj_table_rows {
+    char *name;
+    uint64_t rows;
+} evl_proj_table_rows;
+
+typedef struct evl_proj_status {
+    char *name;
+    char *file;                 /**< where the spec came from */
+    evl_proj_state state;
+    uint64_t checkpoint;        /**< last applied position */
+    uint64_t head;              /**< the log's head when the status was taken */
+    uint64_t lag;               /**< head - checkpoint */
+    uint64_t events_applied;    /**< events that matched a handler, since the file was built */
+    char spec_hash[17];
+    size_t n_tables;
+    evl_proj_table_rows *tables; /**< rows per table */
+    uint64_t fault_position;    /**< with state faulted: the event that failed */
+    char *fault_type;           /**< its type */
+    char *error;                /**< SQLite's message (with the spec line), or NULL */
+} evl_proj_status;
+
+/** @brief Status of every projection (or of @p name only, when not NULL).
+ * @param[out] out an array the caller frees with evl_proj_status_free().
+ * @return EVL_OK, #EVL_ENOTFOUND (no such projection), #EVL_ENOMEM. */
+int evl_proj_status_get(evl_proj_engine *eng, const char *name, evl_proj_status **out, size_t *n);
+void evl_proj_status_free(evl_proj_status *st, size_t n);
+
+/** @brief Wait until projection @p name has applied @p position (read your
+ * own writes).  @return EVL_OK, #EVL_ETIMEDOUT, #EVL_EFAULTED, #EVL_ENOTFOUND. */
+int evl_proj_wait(evl_proj_engine *eng, const char *name, uint64_t position, int timeout_ms);
+
+/** @brief Wait until every projection has applied @p position or faulted.
+ * @return EVL_OK or #EVL_ETIMEDOUT. */
+int evl_proj_wait_all(evl_proj_engine *eng, uint64_t position, int timeout_ms);
+
+/** @brief The SQLite file of projection @p name (borrowed), or NULL. */
+const char *evl_proj_db_path(evl_proj_engine *eng, const char *name);
+
+/** Limits of a query. */
+typedef struct evl_proj_query_opts {
+    size_t max_rows;      /**< default 10000; more rows set "truncated": true */
+    int timeout_ms;       /**< default 5000; then #EVL_ELIMIT */
+} evl_proj_query_opts;
+
+/** @brief Run one read-only SQL statement against a projection file.
+ *
+ * The connection is read-only, an authorizer refuses ATTACH, PRAGMA and
+ * extension loading, a statement that would write is refused before it
+ * runs, and a progress handler enforces the time limit.
+ * @param[in] params a JSON object (named `:x`/`@x`/`$x` parameters, keys
+ *   with or without the prefix) or array (positional `?`), or NULL.
+ * @param[out] result `{"columns":[...],"rows":[[...],...],"position":CHECKPOINT,
+ *   "truncated":false}`; the caller json_decref()s it.
+ * @param[out] err a sentence on failure (NUL-terminated, at most @p errlen).
+ * @return EVL_OK, #EVL_ESQL (does not prepare, or fails), #EVL_EWRITESQL,
+ *   #EVL_ELIMIT, #EVL_ENOTFOUND (no such file), #EVL_EINVAL (bad params). */
+int evl_proj_query_file(const char *db_path, const char *sql, const json_t *params,
+                        const evl_proj_query_opts *opts, json_t **result, char *err,
+                        size_t errlen);
+
+/** @brief evl_proj_query_file() on projection @p name of a running engine. */
+int evl_proj_query(evl_proj_engine *eng, const char *name, const char *sql,
+                   const json_t *params, const evl_proj_query_opts *opts, json_t **result,
+                   char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
