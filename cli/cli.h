@@ -22,8 +22,13 @@ enum {
 
 #define CLI_DEFAULT_DATA "./evlog-data"
 
+#define CLI_MAX_PROJ_DIRS 16
+
 typedef struct cli {
     const char *data_dir;
+    const char *proj_dirs[CLI_MAX_PROJ_DIRS]; /* --projections DIR, repeatable */
+    size_t n_proj_dirs;
+    int no_builtin;                           /* --no-builtin */
     /* Set asynchronously by SIGINT/SIGTERM once cli_catch_signals() ran. */
     volatile sig_atomic_t *stop;
 } cli;
@@ -103,5 +108,7 @@ int cmd_tail(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_export(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_verify(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_stats(cli *c, const cli_command *cmd, int argc, char **argv);
+int cmd_query(cli *c, const cli_command *cmd, int argc, char **argv);
+int cmd_projections(cli *c, const cli_command *cmd, int argc, char **argv);
 
 #endif

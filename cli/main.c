@@ -37,6 +37,15 @@ static const cli_command commands[] = {
     {"verify", "",
      "Check every record, checksum and index of the log.", cmd_verify},
     {"stats", "[--json]", "Show the size and contents of the log.", cmd_stats},
+    {"query", "PROJECTION SQL [--param NAME=VALUE]... [--json] [--limit N]",
+     "Run one read-only SQL statement against a projection and print the rows.\n"
+     "  --param NAME=VALUE  bind :NAME (VALUE is JSON when it parses, else text)\n"
+     "  --json              print {\"columns\":[...],\"rows\":[[...]],\"position\":P}\n"
+     "Without a running evlogd the projections are first brought up to date.",
+     cmd_query},
+    {"projections", "[--json]",
+     "Show each projection: state, checkpoint, lag, events applied, rows per table.",
+     cmd_projections},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -44,7 +53,9 @@ static void print_help(FILE *f)
 {
     fputs("evlog " EVL_VERSION_STRING " - event-sourced append-only log store\n\n"
           "usage: evlog [--data DIR] COMMAND [ARGS...]\n\n"
-          "  --data DIR   the data directory (default " CLI_DEFAULT_DATA ")\n\n"
+          "  --data DIR         the data directory (default " CLI_DEFAULT_DATA ")\n"
+          "  --projections DIR  also load every *.sql projection in DIR (repeatable)\n"
+          "  --no-builtin       leave the built-in projections out\n\n"
           "commands:\n",
           f);
     for (size_t i = 0; i < N_COMMANDS; i++)
@@ -58,7 +69,7 @@ static void print_help(FILE *f)
 
 int main(int argc, char **argv)
 {
-    cli c = {CLI_DEFAULT_DATA, NULL};
+    cli c = {.data_dir = CLI_DEFAULT_DATA};
     /* A closed stdout must show up as EPIPE from write, so that
      * `evlog export | head` ends quietly instead of dying on a signal. */
     signal(SIGPIPE, SIG_IGN);
@@ -78,6 +89,14 @@ int main(int argc, char **argv)
             if (i + 1 >= argc || !*argv[i + 1])
                 return cli_usage(NULL, "--data needs a directory");
             c.data_dir = argv[++i];
+        } else if (!strcmp(a, "--projections")) {
+            if (i + 1 >= argc || !*argv[i + 1])
+                return cli_usage(NULL, "--projections needs a directory");
+            if (c.n_proj_dirs == CLI_MAX_PROJ_DIRS)
+                return cli_usage(NULL, "at most %d --projections directories", CLI_MAX_PROJ_DIRS);
+            c.proj_dirs[c.n_proj_dirs++] = argv[++i];
+        } else if (!strcmp(a, "--no-builtin")) {
+            c.no_builtin = 1;
         } else if (!strncmp(a, "--data=", 7) && a[7]) {
             c.data_dir = a + 7;
         } else if (!strcmp(a, "--url") || !strncmp(a, "--url=", 6)) {

@@ -332,6 +332,7 @@ static int setup(proj *p, char *err, size_t errlen) {
     pthread_mutex_lock(&p->eng->mu);
     p->checkpoint = pos;
     p->applied = applied;
+    pthread_cond_broadcast(&p->cv); /* a waiter may already want this position */
     pthread_mutex_unlock(&p->eng->mu);
     const evl_proj_spec *sp = p->spec;
     if (!(p->stmts = evl_calloc(sp->n_handlers, sizeof *p->stmts))) return EVL_ENOMEM;
