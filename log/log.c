@@ -119,7 +119,6 @@ int evl_log_open(const char *dir, const evl_log_options *opt, evl_log **out) {
     pthread_mutex_init(&log->watch_mu, NULL);
     pthread_mutex_init(&log->ino_mu, NULL);
     pthread_cond_init(&log->queue_cv, NULL);
-    pthread_cond_init(&log->done_cv, NULL);
     {
         /* evl_log_wait() uses timed waits: measure them on the monotonic clock */
         pthread_condattr_t ca;
@@ -153,6 +152,7 @@ int evl_log_open(const char *dir, const evl_log_options *opt, evl_log **out) {
     unsigned flags = MDB_NOTLS;
     if (log->opt.read_only) flags |= MDB_RDONLY;
     if (log->opt.sync == EVL_SYNC_NONE) flags |= MDB_NOSYNC;
+    else flags |= MDB_NOMETASYNC; /* the writer makes meta pages durable itself (writer.c) */
     if ((rc = evl__lmdb_err(mdb_env_open(log->env, logdir, flags, 0644)))) goto fail;
     int dead = 0;
     mdb_reader_check(log->env, &dead); /* slots of readers that died */
@@ -182,7 +182,6 @@ void evl_log_close(evl_log *log) {
     pthread_mutex_destroy(&log->watch_mu);
     pthread_mutex_destroy(&log->ino_mu);
     pthread_cond_destroy(&log->queue_cv);
-    pthread_cond_destroy(&log->done_cv);
     pthread_cond_destroy(&log->head_cv);
     evl_free(log->dir);
     evl_free(log);

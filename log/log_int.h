@@ -5,6 +5,7 @@
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/types.h>
 
 #include "common/common_int.h"
 #include "evlog/log.h"
@@ -37,7 +38,6 @@ struct evl_log {
     /* Writer state shared with appenders, under mu. */
     pthread_mutex_t mu;
     pthread_cond_t queue_cv;  /* the writer sleeps here */
-    pthread_cond_t done_cv;   /* synchronous appenders sleep here */
     pthread_cond_t head_cv;   /* evl_log_wait() sleeps here */
     evl_req *q_head, *q_tail;
     int stopping;
@@ -50,7 +50,7 @@ struct evl_log {
     uint64_t next_pos;
     int64_t last_time;        /* time of the last commit: times never go back */
     int64_t last_indexed_time;
-    int unflushed;            /* EVL_SYNC_NONE: commits since the last flush */
+    int unflushed;            /* commits whose meta page is not yet synced */
 
     pthread_mutex_t watch_mu;
     evl_watcher *watchers;

@@ -105,6 +105,8 @@ int evl_iter_open(evl_log *log, const evl_query *q, evl_iter **out) {
     if (it->stream && it->stream_len > EVL_MAX_NAME) it->done = 1; /* no such stream can exist */
     if ((rc = evl__lmdb_err(mdb_txn_begin(log->env, NULL, MDB_RDONLY, &it->txn)))) goto fail;
     uint64_t head = evl__head_from_txn(log, it->txn);
+    /* A writer's own readers see only what is durable (see writer.c). */
+    if (!log->opt.read_only && atomic_load(&log->head) < head) head = atomic_load(&log->head);
     it->lo = 1;
     it->hi = head;
     if (q->until_position && q->until_position < it->hi) it->hi = q->until_position;
