@@ -48,11 +48,13 @@ int evl__proj_open_writer(const char *path, sqlite3 **out, char *err, size_t err
         sqlite3_close(db);
         return evl__proj_sqlite_err(rc);
     }
+    /* first, so that even the PRAGMAs wait for a reader that is recovering the WAL */
+    sqlite3_busy_timeout(db, 10000);
     char *msg = NULL;
     rc = sqlite3_exec(db,
                       "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA secure_delete=OFF;"
                       "PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY; PRAGMA foreign_keys=ON;"
-                      "PRAGMA busy_timeout=10000;",
+                      "",
                       NULL, NULL, &msg);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, msg ? msg : sqlite3_errstr(rc));

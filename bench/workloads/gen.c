@@ -2138,7 +2138,10 @@ int evl_gen_new(uint64_t seed, unsigned services, evl_gen **out) {
         kagent *a = &g->karr.agents[i];
         uuid4(g, a->id);
         a->profile = (int)i;
-        snprintf(a->name, sizeof a->name, "karr-%s-%.6s", PROFILES[i].host, a->id);
+        char idp[7]; /* a copy: GCC cannot tell a->id from a->name apart (-Wrestrict) */
+        memcpy(idp, a->id, 6);
+        idp[6] = 0;
+        snprintf(a->name, sizeof a->name, "karr-%s-%s", PROFILES[i].host, idp);
     }
     *out = g;
     return EVL_OK;

@@ -112,6 +112,19 @@ static void test_parse_errors(void) {
     evl_proj_spec_free(sp);
 }
 
+/* Appends Pinged events until told to stop. */
+static void *pinger(void *p) {
+    struct { evl_log *log; volatile int *stop; } *a = p;
+    while (!*a->stop) {
+        evl_event_in ev = {.type = "Pinged"};
+        evl_stream_in s = {.stream = "ping-1", .expected = EVL_REV_ANY, .events = &ev, .n_events = 1};
+        evl_append_result r;
+        OK(evl_log_append(a->log, &s, 1, &r));
+        evl_free(r.acks);
+    }
+    return NULL;
+}
+
 typedef struct reports { int n; char last[512]; } reports;
 static void on_report(void *arg, const char *line) {
     reports *r = arg;
@@ -226,6 +239,31 @@ int main(void) {
     json_decref(res);
     json_decref(params);
     CHECK_RC(evl_proj_query(e, "counter", "SELECT n FROM counts WHERE type = :t", NULL, NULL, &res, err, sizeof err), EVL_EINVAL);
+    {   /* the stock sqlite3 tool reads a projection file while the projector writes it */
+        pthread_t t;
+        volatile int stop = 0;
+        struct { evl_log *log; volatile int *stop; } arg = {log, &stop};
+        CHECK(pthread_create(&t, NULL, pinger, &arg) == 0);
+        long last = -1;
+        for (int i = 0; i < 20; i++) {
+            char cmd[1024], out[64] = "";
+            snprintf(cmd, sizeof cmd, "sqlite3 -readonly '%s' \"SELECT coalesce(sum(n), 0) FROM counts WHERE type = 'Pinged'\" 2>&1",
+                     evl_proj_db_path(e, "counter"));
+            FILE *pf = popen(cmd, "r");
+            CHECK(pf && fgets(out, sizeof out, pf));
+            int st_ = pclose(pf);
+            if (st_ != 0) fprintf(stderr, "sqlite3 failed: %s\n", out);
+            CHECK(st_ == 0);
+            char *end;
+            long v = strtol(out, &end, 10);
+            if (end == out) fprintf(stderr, "sqlite3 said: %s\n", out);
+            CHECK(end != out && v >= last); /* a number, never going back */
+            last = v;
+        }
+        stop = 1;
+        pthread_join(t, NULL);
+        CHECK(last >= 0);
+    }
     evl_proj_close(e);
 
     /* restart: resumes from the checkpoint (no double counting), and a
@@ -233,7 +271,10 @@ int main(void) {
     OK(evl_proj_open(log, &opt, &e));
     uint64_t p6 = append_json(log, "thing-6", "Pinged", "{}", NULL);
     OK(evl_proj_wait(e, "counter", p6, 5000));
-    expect_rows(e, "counter", "SELECT type, n FROM counts ORDER BY type", "[[\"Pinged\",1],[\"reset\",1]]");
+    uint64_t pings = count_query(log, &(evl_query){.type = "Pinged", .from_position = p5});
+    char want[128];
+    snprintf(want, sizeof want, "[[\"Pinged\",%llu],[\"reset\",1]]", (unsigned long long)pings);
+    expect_rows(e, "counter", "SELECT type, n FROM counts ORDER BY type", want);
     evl_proj_close(e);
     snprintf(path, sizeof path, "%s/counter.sql", specs);
     write_file(path, "-- @projection counter\nCREATE TABLE counts (type TEXT PRIMARY KEY, n INTEGER NOT NULL, last INTEGER);\n"
@@ -241,8 +282,9 @@ int main(void) {
     rep.n = 0;
     OK(evl_proj_open(log, &opt, &e));
     OK(evl_proj_wait(e, "counter", p6, 5000));
-    expect_rows(e, "counter", "SELECT type, n, last FROM counts ORDER BY type",
-                "[[\"Pinged\",2,6],[\"Reset\",1,5],[\"ThingMade\",3,3]]");
+    snprintf(want, sizeof want, "[[\"Pinged\",%llu,%llu],[\"Reset\",1,5],[\"ThingMade\",3,3]]",
+             (unsigned long long)pings + 1, (unsigned long long)p6);
+    expect_rows(e, "counter", "SELECT type, n, last FROM counts ORDER BY type", want);
     CHECK(strstr(rep.last, "spec changed") || rep.n >= 3);
     evl_proj_close(e);
     evl_log_close(log);
