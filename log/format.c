@@ -4,10 +4,12 @@
  * big-endian so LMDB's default byte order is numeric order):
  *
  *   events      be64(position) -> record (below).  Written with MDB_APPEND.
- *   streams     stream, 0x00, be64(revision) -> be64(position).  Stream names
- *               never contain NUL, so all revisions of a stream are adjacent
- *               and sorted.
- *   heads       stream -> be64(last revision), be64(last position)
+ *   streams     stream -> be64(revision), be64(position), MDB_DUPSORT|MDB_DUPFIXED:
+ *               one key per stream (the name stored once, not per event), its
+ *               entries sorted by revision; the last entry is the stream's head.
+ *               (A separate heads table would cost a second randomly placed
+ *               page per event in every commit: measured 17k -> 27k events/s
+ *               with 64 appenders in sync full without it.)
  *   ids         16-byte event id -> be64(position)        (idempotency)
  *   types       type -> be64(position), MDB_DUPSORT|MDB_DUPFIXED
  *   categories  category -> be64(position), MDB_DUPSORT|MDB_DUPFIXED
@@ -137,11 +139,15 @@ size_t evl_stream_category(const char *stream, size_t len) {
     return dash ? (size_t)(dash - stream) : len;
 }
 
-size_t evl__stream_key(uint8_t *key, const char *stream, size_t len, uint64_t rev) {
-    memcpy(key, stream, len);
-    key[len] = 0;
-    evl__put_be64(key + len + 1, rev);
-    return len + 9;
+int evl__stream_head(MDB_cursor *c, const char *stream, size_t len, uint64_t *rev, uint64_t *pos) {
+    MDB_val k = {len, (void *)stream}, v;
+    int rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
+    if (rc == 0) rc = mdb_cursor_get(c, &k, &v, MDB_LAST_DUP);
+    if (rc) return evl__lmdb_err(rc);
+    if (v.mv_size != 16) return EVL_ECORRUPT;
+    *rev = evl__get_be64(v.mv_data);
+    if (pos) *pos = evl__get_be64((uint8_t *)v.mv_data + 8);
+    return EVL_OK;
 }
 
 int evl__lmdb_err(int rc) {

@@ -57,8 +57,7 @@ static int open_dbs(evl_log *log) {
     if (rc) return evl__lmdb_err(rc);
     struct { const char *name; MDB_dbi *dbi; unsigned flags; } dbs[] = {
         {"events", &log->db_events, 0},
-        {"streams", &log->db_streams, 0},
-        {"heads", &log->db_heads, 0},
+        {"streams", &log->db_streams, MDB_DUPSORT | MDB_DUPFIXED},
         {"ids", &log->db_ids, 0},
         {"types", &log->db_types, MDB_DUPSORT | MDB_DUPFIXED},
         {"categories", &log->db_cats, MDB_DUPSORT | MDB_DUPFIXED},
@@ -152,7 +151,6 @@ int evl_log_open(const char *dir, const evl_log_options *opt, evl_log **out) {
     unsigned flags = MDB_NOTLS;
     if (log->opt.read_only) flags |= MDB_RDONLY;
     if (log->opt.sync == EVL_SYNC_NONE) flags |= MDB_NOSYNC;
-    else flags |= MDB_NOMETASYNC; /* the writer makes meta pages durable itself (writer.c) */
     if ((rc = evl__lmdb_err(mdb_env_open(log->env, logdir, flags, 0644)))) goto fail;
     int dead = 0;
     mdb_reader_check(log->env, &dead); /* slots of readers that died */
@@ -209,7 +207,7 @@ int evl_log_stats_get(evl_log *log, evl_log_stats *st) {
     int rc = mdb_txn_begin(log->env, NULL, MDB_RDONLY, &txn);
     if (rc) return evl__lmdb_err(rc);
     st->head = evl__head_from_txn(log, txn);
-    if (mdb_stat(txn, log->db_heads, &ms) == 0) st->streams = ms.ms_entries;
+    st->streams = count_keys(txn, log->db_streams);
     st->types = count_keys(txn, log->db_types);
     st->categories = count_keys(txn, log->db_cats);
     MDB_cursor *c;

@@ -30,7 +30,7 @@ struct evl_log {
     evl_log_options opt;
     MDB_env *env;
     /* Named databases (see format.c for their keys and values). */
-    MDB_dbi db_events, db_streams, db_heads, db_ids, db_types, db_cats, db_times, db_info;
+    MDB_dbi db_events, db_streams, db_ids, db_types, db_cats, db_times, db_info;
     int lock_fd;        /* flock on DIR/LOCK, -1 when read-only */
     int ino_fd;         /* read-only waits: inotify on data.mdb, -1 until first wait */
     pthread_mutex_t ino_mu;
@@ -50,7 +50,7 @@ struct evl_log {
     uint64_t next_pos;
     int64_t last_time;        /* time of the last commit: times never go back */
     int64_t last_indexed_time;
-    int unflushed;            /* commits whose meta page is not yet synced */
+    int unflushed;            /* EVL_SYNC_NONE: commits since the last flush */
 
     pthread_mutex_t watch_mu;
     evl_watcher *watchers;
@@ -66,8 +66,13 @@ int evl__fmt_encode(void *sbuf, uint64_t pos, const char *stream, size_t stream_
                     const uint8_t *meta, size_t meta_len);
 /* mdb rc -> evl code. */
 int evl__lmdb_err(int rc);
-/* Key of the streams index: stream, 0x00, be64(revision).  Returns its length. */
-size_t evl__stream_key(uint8_t *key, const char *stream, size_t len, uint64_t rev);
+/* A streams-index entry: be64(revision), be64(position). */
+static inline void evl__stream_entry(uint8_t e[16], uint64_t rev, uint64_t pos) {
+    evl__put_be64(e, rev);
+    evl__put_be64(e + 8, pos);
+}
+/* The last entry of a stream (its head): EVL_OK, EVL_ENOTFOUND, or an error. */
+int evl__stream_head(MDB_cursor *c, const char *stream, size_t len, uint64_t *rev, uint64_t *pos);
 
 /* writer.c */
 int evl__writer_start(evl_log *log);

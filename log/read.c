@@ -25,7 +25,6 @@ struct evl_iter {
     uint64_t limit, count;
     char *stream, *type, *cat;
     size_t stream_len, type_len, cat_len;
-    uint8_t key[EVL_MAX_NAME + 9];
 };
 
 uint64_t evl__head_from_txn(evl_log *log, MDB_txn *txn) {
@@ -105,7 +104,7 @@ int evl_iter_open(evl_log *log, const evl_query *q, evl_iter **out) {
     if (it->stream && it->stream_len > EVL_MAX_NAME) it->done = 1; /* no such stream can exist */
     if ((rc = evl__lmdb_err(mdb_txn_begin(log->env, NULL, MDB_RDONLY, &it->txn)))) goto fail;
     uint64_t head = evl__head_from_txn(log, it->txn);
-    /* A writer's own readers see only what is durable (see writer.c). */
+    /* A writer's own readers see what has been acknowledged, nothing beyond. */
     if (!log->opt.read_only && atomic_load(&log->head) < head) head = atomic_load(&log->head);
     it->lo = 1;
     it->hi = head;
@@ -162,20 +161,27 @@ static int src_first(evl_iter *it, uint64_t *pos) {
         if (rc == 0) *pos = evl__get_be64(k.mv_data);
         return rc;
     case SRC_STREAM: {
+        /* entries are (revision, position) under the stream's key */
         uint64_t rev = it->from_rev;
         if (it->backward && rev == EVL_REV_ANY) rev = UINT64_MAX;
         if (!it->backward && rev >= EVL_REV_EXISTS) rev = 0;
-        k.mv_size = evl__stream_key(it->key, it->stream, it->stream_len, rev);
-        k.mv_data = it->key;
-        rc = mdb_cursor_get(it->cur, &k, &v, MDB_SET_RANGE);
+        uint8_t seek[16];
+        evl__stream_entry(seek, rev, it->backward ? UINT64_MAX : 0);
+        k.mv_size = it->stream_len;
+        k.mv_data = it->stream;
+        v.mv_size = 16;
+        v.mv_data = seek;
+        rc = mdb_cursor_get(it->cur, &k, &v, MDB_GET_BOTH_RANGE);
         if (it->backward) {
-            if (rc == MDB_NOTFOUND) rc = mdb_cursor_get(it->cur, &k, &v, MDB_LAST);
-            else if (rc == 0 && (k.mv_size != it->stream_len + 9 ||
-                                 memcmp(k.mv_data, it->key, it->stream_len + 1) ||
-                                 evl__get_be64((uint8_t *)k.mv_data + it->stream_len + 1) > rev))
-                rc = mdb_cursor_get(it->cur, &k, &v, MDB_PREV);
+            if (rc == MDB_NOTFOUND) {
+                rc = mdb_cursor_get(it->cur, &k, &v, MDB_SET_KEY);
+                if (rc == 0) rc = mdb_cursor_get(it->cur, &k, &v, MDB_LAST_DUP);
+            } else if (rc == 0 && evl__get_be64(v.mv_data) > rev) {
+                rc = mdb_cursor_get(it->cur, &k, &v, MDB_PREV_DUP);
+            }
         }
-        break;
+        if (rc == 0) *pos = evl__get_be64((uint8_t *)v.mv_data + 8);
+        return rc;
     }
     default: { /* SRC_TYPE, SRC_CAT: a DUPSORT list of positions under one key */
         k.mv_size = it->src == SRC_TYPE ? it->type_len : it->cat_len;
@@ -196,11 +202,6 @@ static int src_first(evl_iter *it, uint64_t *pos) {
         return rc;
     }
     }
-    /* SRC_STREAM: the key must still be this stream's */
-    if (rc == 0 && (k.mv_size != it->stream_len + 9 || memcmp(k.mv_data, it->key, it->stream_len + 1)))
-        rc = MDB_NOTFOUND;
-    if (rc == 0) *pos = evl__get_be64(v.mv_data);
-    return rc;
 }
 
 static int src_next(evl_iter *it, uint64_t *pos) {
@@ -212,10 +213,8 @@ static int src_next(evl_iter *it, uint64_t *pos) {
         if (rc == 0) *pos = evl__get_be64(k.mv_data);
         return rc;
     case SRC_STREAM:
-        rc = mdb_cursor_get(it->cur, &k, &v, it->backward ? MDB_PREV : MDB_NEXT);
-        if (rc == 0 && (k.mv_size != it->stream_len + 9 || memcmp(k.mv_data, it->key, it->stream_len + 1)))
-            rc = MDB_NOTFOUND;
-        if (rc == 0) *pos = evl__get_be64(v.mv_data);
+        rc = mdb_cursor_get(it->cur, &k, &v, it->backward ? MDB_PREV_DUP : MDB_NEXT_DUP);
+        if (rc == 0) *pos = evl__get_be64((uint8_t *)v.mv_data + 8);
         return rc;
     default:
         rc = mdb_cursor_get(it->cur, &k, &v, it->backward ? MDB_PREV_DUP : MDB_NEXT_DUP);
@@ -299,15 +298,19 @@ int evl_log_get(evl_log *log, uint64_t position, uint8_t **raw, size_t *len) {
 
 int evl_log_stream_revision(evl_log *log, const char *stream, uint64_t *revision) {
     MDB_txn *txn;
+    MDB_cursor *c;
     size_t len = strlen(stream);
-    MDB_val k = {len, (void *)stream}, v;
     if (len == 0 || len > EVL_MAX_NAME) return EVL_ENOTFOUND;
     int rc = mdb_txn_begin(log->env, NULL, MDB_RDONLY, &txn);
     if (rc) return evl__lmdb_err(rc);
-    rc = mdb_get(txn, log->db_heads, &k, &v);
-    if (rc == 0) *revision = evl__get_be64(v.mv_data);
+    if ((rc = mdb_cursor_open(txn, log->db_streams, &c)) == 0) {
+        rc = evl__stream_head(c, stream, len, revision, NULL);
+        mdb_cursor_close(c);
+    } else {
+        rc = evl__lmdb_err(rc);
+    }
     mdb_txn_abort(txn);
-    return evl__lmdb_err(rc);
+    return rc;
 }
 
 /* Another process writes the log: watch data.mdb for its page writes. */

@@ -3,8 +3,8 @@
  * Pass 1 walks the records in position order: keys gap-free from 1, every
  * record decodes and passes its CRC, its position field equals its key,
  * times never decrease, and every index has the entry that points at it.
- * Pass 2 walks the streams index: revisions contiguous from 0 and each
- * stream's head entry naming its last revision and position.  Entry counts
+ * Pass 2 walks the streams index: each stream's revisions contiguous from 0
+ * with increasing positions (its last entry is its head).  Entry counts
  * then show that the indexes hold nothing more than pass 1 found, so index
  * and records correspond one to one.  All of it in one read transaction: a
  * consistent snapshot even while the writer runs. */
@@ -51,8 +51,8 @@ static uint64_t entries(vctx *v, MDB_dbi dbi) {
 int evl_log_verify(evl_log *log, char *problem, size_t problem_len, uint64_t *n_events,
                    evl_verify_progress progress, void *arg) {
     vctx v = {log, NULL, problem, problem_len};
-    MDB_cursor *c = NULL, *ct = NULL, *cc = NULL;
-    uint64_t expect = 1, streams = 0;
+    MDB_cursor *c = NULL, *ct = NULL, *cc = NULL, *cs = NULL;
+    uint64_t expect = 1;
     int64_t last_time = INT64_MIN;
     int rc;
     if (problem && problem_len) problem[0] = 0;
@@ -61,12 +61,12 @@ int evl_log_verify(evl_log *log, char *problem, size_t problem_len, uint64_t *n_
     uint64_t total = evl__head_from_txn(log, v.txn);
     if ((rc = mdb_cursor_open(v.txn, log->db_events, &c)) ||
         (rc = mdb_cursor_open(v.txn, log->db_types, &ct)) ||
-        (rc = mdb_cursor_open(v.txn, log->db_cats, &cc))) {
+        (rc = mdb_cursor_open(v.txn, log->db_cats, &cc)) ||
+        (rc = mdb_cursor_open(v.txn, log->db_streams, &cs))) {
         rc = evl__lmdb_err(rc);
         goto out;
     }
     MDB_val k, val;
-    uint8_t skey[EVL_MAX_NAME + 9];
     for (int mrc = mdb_cursor_get(c, &k, &val, MDB_FIRST); mrc != MDB_NOTFOUND;
          mrc = mdb_cursor_get(c, &k, &val, MDB_NEXT), expect++) {
         evl_event ev;
@@ -79,8 +79,10 @@ int evl_log_verify(evl_log *log, char *problem, size_t problem_len, uint64_t *n_
         if (evl_name_check(ev.stream, ev.stream_len) || evl_name_check(ev.type, ev.type_len)) { rc = fail(&v, "position %llu: invalid stream or type name", (unsigned long long)pos); goto out; }
         if (ev.time_ns < last_time) { rc = fail(&v, "position %llu: time goes back", (unsigned long long)pos); goto out; }
         last_time = ev.time_ns;
-        MDB_val sk = {evl__stream_key(skey, ev.stream, ev.stream_len, ev.revision), skey};
-        if (expect_pos(&v, log->db_streams, &sk, pos)) { rc = fail(&v, "position %llu: streams index has no entry (%.*s, revision %llu) pointing at it", (unsigned long long)pos, (int)ev.stream_len, ev.stream, (unsigned long long)ev.revision); goto out; }
+        uint8_t sent[16];
+        evl__stream_entry(sent, ev.revision, pos);
+        MDB_val sk = {ev.stream_len, (void *)ev.stream}, sv = {16, sent};
+        if (mdb_cursor_get(cs, &sk, &sv, MDB_GET_BOTH)) { rc = fail(&v, "position %llu: streams index has no entry (%.*s, revision %llu) pointing at it", (unsigned long long)pos, (int)ev.stream_len, ev.stream, (unsigned long long)ev.revision); goto out; }
         MDB_val ik = {16, ev.id};
         if (expect_pos(&v, log->db_ids, &ik, pos)) { rc = fail(&v, "position %llu: ids index does not map its id to it", (unsigned long long)pos); goto out; }
         if (has_dup(&v, ct, ev.type, ev.type_len, pos)) { rc = fail(&v, "position %llu: types index lacks it", (unsigned long long)pos); goto out; }
@@ -93,42 +95,23 @@ int evl_log_verify(evl_log *log, char *problem, size_t problem_len, uint64_t *n_
     if (entries(&v, log->db_cats) != n) { rc = fail(&v, "categories index has %llu entries for %llu events", (unsigned long long)entries(&v, log->db_cats), (unsigned long long)n); goto out; }
     if (entries(&v, log->db_streams) != n) { rc = fail(&v, "streams index has %llu entries for %llu events", (unsigned long long)entries(&v, log->db_streams), (unsigned long long)n); goto out; }
 
-    /* Pass 2: per stream, revisions 0..last, and the head entry. */
-    mdb_cursor_close(c);
-    c = NULL;
-    if ((rc = evl__lmdb_err(mdb_cursor_open(v.txn, log->db_streams, &c)))) goto out;
-    const char *cur = NULL;
-    size_t cur_len = 0;
-    uint64_t next_rev = 0, last_pos = 0;
-    char name[EVL_MAX_NAME + 1];
-    for (int mrc = mdb_cursor_get(c, &k, &val, MDB_FIRST);; mrc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
-        if (mrc && mrc != MDB_NOTFOUND) { rc = evl__lmdb_err(mrc); goto out; }
-        size_t slen = mrc ? 0 : k.mv_size - 9;
-        int same = !mrc && cur && slen == cur_len && memcmp(k.mv_data, cur, slen) == 0;
-        if (cur && !same) { /* close the previous stream: check its head */
-            MDB_val hk = {cur_len, name}, hv;
-            if (mdb_get(v.txn, log->db_heads, &hk, &hv) || hv.mv_size != 16 ||
-                evl__get_be64(hv.mv_data) != next_rev - 1 || evl__get_be64((uint8_t *)hv.mv_data + 8) != last_pos) {
-                rc = fail(&v, "stream %s: head entry does not match revision %llu at position %llu", name, (unsigned long long)(next_rev - 1), (unsigned long long)last_pos);
+    /* Pass 2: per stream, revisions 0..last with increasing positions. */
+    for (int mrc = mdb_cursor_get(cs, &k, &val, MDB_FIRST); mrc == 0;
+         mrc = mdb_cursor_get(cs, &k, &val, MDB_NEXT_NODUP)) {
+        uint64_t next_rev = 0, last_pos = 0;
+
+        for (int d = 0; d == 0; d = mdb_cursor_get(cs, &k, &val, MDB_NEXT_DUP)) {
+            uint64_t rev = evl__get_be64(val.mv_data), p = evl__get_be64((uint8_t *)val.mv_data + 8);
+            if (rev != next_rev || p <= last_pos) {
+                rc = fail(&v, "stream %.*s: revision %llu at position %llu follows revision %llu at position %llu",
+                          (int)k.mv_size, (char *)k.mv_data, (unsigned long long)rev, (unsigned long long)p,
+                          (unsigned long long)next_rev - 1, (unsigned long long)last_pos);
                 goto out;
             }
-            streams++;
+            next_rev++;
+            last_pos = p;
         }
-        if (mrc) break;
-        if (k.mv_size < 10 || ((uint8_t *)k.mv_data)[k.mv_size - 9] != 0) { rc = fail(&v, "streams index: malformed key"); goto out; }
-        if (!same) {
-            memcpy(name, k.mv_data, slen);
-            name[slen] = 0;
-            cur = name;
-            cur_len = slen;
-            next_rev = 0;
-        }
-        uint64_t rev = evl__get_be64((uint8_t *)k.mv_data + slen + 1);
-        if (rev != next_rev) { rc = fail(&v, "stream %s: revision %llu follows %llu", name, (unsigned long long)rev, (unsigned long long)next_rev - 1); goto out; }
-        last_pos = val.mv_size == 8 ? evl__get_be64(val.mv_data) : 0;
-        next_rev++;
     }
-    if (entries(&v, log->db_heads) != streams) { rc = fail(&v, "heads has %llu entries for %llu streams", (unsigned long long)entries(&v, log->db_heads), (unsigned long long)streams); goto out; }
 
     /* Pass 3: each time entry names the first position of its time. */
     mdb_cursor_close(c);
@@ -156,6 +139,7 @@ out:
     if (c) mdb_cursor_close(c);
     if (ct) mdb_cursor_close(ct);
     if (cc) mdb_cursor_close(cc);
+    if (cs) mdb_cursor_close(cs);
     mdb_txn_abort(v.txn);
     return rc;
 }

@@ -199,6 +199,7 @@ fail:
 typedef struct group_ctx {
     MDB_txn *txn;
     MDB_cursor *c_events;
+    MDB_cursor *c_streams;
     msgpack_sbuffer rec;
     int64_t time_ns;
 } group_ctx;
@@ -256,11 +257,10 @@ static int check_req(evl_log *log, group_ctx *g, evl_req *r, uint64_t *cur, int 
     }
     for (size_t s = 0; s < r->n_streams; s++) {
         req_stream *rs = &r->streams[s];
-        MDB_val k = {rs->len, (void *)rs->name}, v;
-        int mrc = mdb_get(g->txn, log->db_heads, &k, &v);
-        if (mrc && mrc != MDB_NOTFOUND) return evl__lmdb_err(mrc);
-        exists[s] = mrc == 0;
-        cur[s] = exists[s] ? evl__get_be64(v.mv_data) : 0;
+        int hrc = evl__stream_head(g->c_streams, rs->name, rs->len, &cur[s], NULL);
+        if (hrc && hrc != EVL_ENOTFOUND) return hrc;
+        exists[s] = hrc == EVL_OK;
+        if (!exists[s]) cur[s] = 0;
         if (!expectation_ok(rs->expected, exists[s], cur[s])) {
             r->res.stream_index = s;
             r->res.current_revision = exists[s] ? cur[s] : EVL_REV_NONE;
@@ -274,11 +274,11 @@ static int check_req(evl_log *log, group_ctx *g, evl_req *r, uint64_t *cur, int 
  * aborts the transaction. */
 static int write_req(evl_log *log, group_ctx *g, evl_req *r, uint64_t *cur, int *exists) {
     int mrc;
-    uint8_t skey[EVL_MAX_NAME + 9], pkey[8];
+    uint8_t sent[16], pkey[8];
     for (size_t s = 0; s < r->n_streams; s++) {
         req_stream *rs = &r->streams[s];
         size_t cat_len = evl_stream_category(rs->name, rs->len);
-        uint64_t rev = exists[s] ? cur[s] + 1 : 0, pos = 0;
+        uint64_t rev = exists[s] ? cur[s] + 1 : 0, pos;
         for (size_t e = rs->first; e < rs->first + rs->n; e++, rev++) {
             req_event *re = &r->events[e];
             pos = log->next_pos++;
@@ -289,8 +289,9 @@ static int write_req(evl_log *log, group_ctx *g, evl_req *r, uint64_t *cur, int 
             evl__put_be64(pkey, pos);
             MDB_val k = {8, pkey}, v = {g->rec.size, g->rec.data}, pv = {8, pkey};
             if ((mrc = mdb_cursor_put(g->c_events, &k, &v, MDB_APPEND))) return evl__lmdb_err(mrc);
-            MDB_val sk = {evl__stream_key(skey, rs->name, rs->len, rev), skey};
-            if ((mrc = mdb_put(g->txn, log->db_streams, &sk, &pv, 0))) return evl__lmdb_err(mrc);
+            evl__stream_entry(sent, rev, pos);
+            MDB_val sk = {rs->len, (void *)rs->name}, sv = {16, sent};
+            if ((mrc = mdb_cursor_put(g->c_streams, &sk, &sv, 0))) return evl__lmdb_err(mrc);
             MDB_val ik = {16, re->id};
             if ((mrc = mdb_put(g->txn, log->db_ids, &ik, &pv, MDB_NOOVERWRITE)))
                 return mrc == MDB_KEYEXIST ? EVL_EIDREUSE : evl__lmdb_err(mrc);
@@ -301,11 +302,6 @@ static int write_req(evl_log *log, group_ctx *g, evl_req *r, uint64_t *cur, int 
             r->res.acks[e].position = pos;
             r->res.acks[e].revision = rev;
         }
-        uint8_t hv[16];
-        evl__put_be64(hv, rev - 1);
-        evl__put_be64(hv + 8, pos);
-        MDB_val hk = {rs->len, (void *)rs->name}, hval = {16, hv};
-        if ((mrc = mdb_put(g->txn, log->db_heads, &hk, &hval, 0))) return evl__lmdb_err(mrc);
     }
     return EVL_OK;
 }
@@ -345,14 +341,14 @@ static int64_t commit_time(evl_log *log) {
 
 /* One transaction over reqs[0..n).  Returns EVL_OK when committed (each
  * req's own result is in its res.err), or the error that sank it all. */
-static int run_txn(evl_log *log, evl_req **reqs, size_t n, msgpack_sbuffer *rec, int *write_failed,
-                   int *committed) {
+static int run_txn(evl_log *log, evl_req **reqs, size_t n, msgpack_sbuffer *rec, int *write_failed) {
     group_ctx g = {0};
     uint64_t start_pos = log->next_pos;
     int rc = evl__lmdb_err(mdb_txn_begin(log->env, NULL, 0, &g.txn));
     *write_failed = 0;
     if (rc) return rc;
-    if ((rc = evl__lmdb_err(mdb_cursor_open(g.txn, log->db_events, &g.c_events)))) {
+    if ((rc = evl__lmdb_err(mdb_cursor_open(g.txn, log->db_events, &g.c_events))) ||
+        (rc = evl__lmdb_err(mdb_cursor_open(g.txn, log->db_streams, &g.c_streams)))) {
         mdb_txn_abort(g.txn);
         return rc;
     }
@@ -393,7 +389,6 @@ static int run_txn(evl_log *log, evl_req **reqs, size_t n, msgpack_sbuffer *rec,
     log->last_time = g.time_ns;
     if (g.time_ns > log->last_indexed_time) log->last_indexed_time = g.time_ns;
     log->unflushed = 1;
-    *committed = 1;
     return EVL_OK;
 }
 
@@ -434,12 +429,6 @@ static void complete(evl_log *log, evl_req **reqs, size_t n, uint64_t head) {
     }
 }
 
-/* The outcome of these reqs is unknown (a sync failed): none is acknowledged. */
-static void fail_ok(evl_req **reqs, size_t n, int err) {
-    for (size_t i = 0; i < n; i++)
-        if (reqs[i]->res.err == EVL_OK) reqs[i]->res.err = err;
-}
-
 static int read_only_error(evl_log *log) {
     pthread_mutex_lock(&log->mu);
     int ro = log->ro_error;
@@ -447,27 +436,25 @@ static int read_only_error(evl_log *log) {
     return ro;
 }
 
-/* Apply a group; every req gets its result in res.err.  Returns whether a
- * transaction committed (its data pages are then synced). */
-static int process_group(evl_log *log, evl_req **reqs, size_t n, msgpack_sbuffer *rec) {
-    int ro = read_only_error(log), write_failed, committed = 0;
+/* Apply a group; every req gets its result in res.err. */
+static void process_group(evl_log *log, evl_req **reqs, size_t n, msgpack_sbuffer *rec) {
+    int ro = read_only_error(log), write_failed;
     if (ro) {
         for (size_t i = 0; i < n; i++) reqs[i]->res.err = EVL_EREADONLY;
-        return 0;
+        return;
     }
-    int rc = run_txn(log, reqs, n, rec, &write_failed, &committed);
+    int rc = run_txn(log, reqs, n, rec, &write_failed);
     if (rc && write_failed && n > 1) {
         /* Find the batch that does not fit: one transaction each. */
         for (size_t i = 0; i < n; i++) {
             ro = read_only_error(log);
-            int rc1 = ro ? EVL_EREADONLY : run_txn(log, &reqs[i], 1, rec, &write_failed, &committed);
+            int rc1 = ro ? EVL_EREADONLY : run_txn(log, &reqs[i], 1, rec, &write_failed);
             if (rc1) reqs[i]->res.err = rc1;
         }
     } else if (rc) {
         for (size_t i = 0; i < n; i++)
             if (reqs[i]->res.err == EVL_OK && !reqs[i]->res.idempotent) reqs[i]->res.err = rc;
     }
-    return committed;
 }
 
 static int flush(evl_log *log) {
@@ -484,57 +471,6 @@ static int flush(evl_log *log) {
     return EVL_OK;
 }
 
-/* EVL_SYNC_FULL pipelines durability.  The environment runs with
- * MDB_NOMETASYNC: a commit syncs its data pages, then writes its meta page
- * without a second sync.  That meta page becomes durable with the next
- * commit's data sync (same file) or an explicit flush, and only then are
- * its appenders answered and the head published.  Under load every commit
- * costs one sync instead of two; an idle log flushes at once. */
-typedef struct pending {
-    evl_req **reqs;
-    size_t n, cap;
-    uint64_t head;   /* the head that becomes durable with them */
-} pending;
-
-static void pending_add(pending *p, evl_req **reqs, size_t n) {
-    if (p->n + n > p->cap) {
-        size_t cap = (p->n + n) * 2;
-        evl_req **g = evl_realloc(p->reqs, cap * sizeof *g);
-        evl_assert(g); /* a few pointers; no way to answer without them */
-        p->reqs = g;
-        p->cap = cap;
-    }
-    memcpy(p->reqs + p->n, reqs, n * sizeof *reqs);
-    p->n += n;
-}
-
-static void pending_settle(evl_log *log, pending *p, int durable_err) {
-    if (durable_err) {
-        fail_ok(p->reqs, p->n, durable_err);
-        complete(log, p->reqs, p->n, atomic_load(&log->head));
-    } else {
-        complete(log, p->reqs, p->n, p->head);
-    }
-    p->n = 0;
-}
-
-static void after_group(evl_log *log, pending *p, evl_req **reqs, size_t n, int committed) {
-    if (log->opt.sync == EVL_SYNC_NONE) {
-        complete(log, reqs, n, log->next_pos - 1);
-        return;
-    }
-    int ro = read_only_error(log);
-    if (ro) { /* a sync failed: what was pending is not known to be durable */
-        fail_ok(reqs, n, ro);
-        pending_add(p, reqs, n);
-        pending_settle(log, p, ro);
-        return;
-    }
-    if (committed && p->n) pending_settle(log, p, EVL_OK); /* made durable by this commit's sync */
-    pending_add(p, reqs, n);
-    if (committed) p->head = log->next_pos - 1;
-}
-
 static void *writer_main(void *arg) {
     evl_log *log = arg;
     /* Every appender waits for this one thread: when it wakes a group of
@@ -546,13 +482,11 @@ static void *writer_main(void *arg) {
     size_t cap = 64;
     evl_req **reqs = evl_malloc(cap * sizeof *reqs);
     evl_assert(reqs);
-    pending pend = {0};
-    pend.head = atomic_load(&log->head);
     int64_t flush_ns = (int64_t)log->opt.flush_interval_ms * 1000000;
     int64_t next_flush = evl__mono_ns() + flush_ns;
     pthread_mutex_lock(&log->mu);
     for (;;) {
-        while (!log->q_head && !log->stopping && !pend.n) {
+        while (!log->q_head && !log->stopping) {
             if (log->opt.sync == EVL_SYNC_NONE && log->unflushed) {
                 struct timespec ts = {next_flush / 1000000000, next_flush % 1000000000};
                 if (pthread_cond_timedwait(&log->queue_cv, &log->mu, &ts) == ETIMEDOUT) {
@@ -565,14 +499,7 @@ static void *writer_main(void *arg) {
                 pthread_cond_wait(&log->queue_cv, &log->mu);
             }
         }
-        if (!log->q_head) {
-            if (!pend.n) break; /* stopping, queue drained */
-            /* nothing else to commit: make the pending group durable now */
-            pthread_mutex_unlock(&log->mu);
-            pending_settle(log, &pend, flush(log));
-            pthread_mutex_lock(&log->mu);
-            continue;
-        }
+        if (!log->q_head) break; /* stopping, queue drained */
         size_t n = 0, events = 0;
         while (log->q_head && (n == 0 || events + log->q_head->n_events <= log->opt.max_group_events)) {
             if (n == cap) {
@@ -588,8 +515,9 @@ static void *writer_main(void *arg) {
         }
         if (!log->q_head) log->q_tail = NULL;
         pthread_mutex_unlock(&log->mu);
-        int committed = process_group(log, reqs, n, &rec);
-        after_group(log, &pend, reqs, n, committed);
+        process_group(log, reqs, n, &rec);
+        /* in sync full the commit has synced: the group is durable */
+        complete(log, reqs, n, log->next_pos - 1);
         if (log->opt.sync == EVL_SYNC_NONE && evl__mono_ns() >= next_flush) {
             flush(log);
             next_flush = evl__mono_ns() + flush_ns;
@@ -598,7 +526,6 @@ static void *writer_main(void *arg) {
     }
     pthread_mutex_unlock(&log->mu);
     if (log->opt.sync == EVL_SYNC_NONE) flush(log);
-    evl_free(pend.reqs);
     evl_free(reqs);
     msgpack_sbuffer_destroy(&rec);
     return NULL;
