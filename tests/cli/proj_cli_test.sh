@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# evlog query / evlog projections, embedded (the CLI runs the engine) and
+# beside a running evlogd (the CLI reads the files evlogd maintains).
+set -euo pipefail
+BIN_DIR=${EVL_BIN_DIR:-$PWD}
+EVLOG="$BIN_DIR/evlog"
+EVLOGD="$BIN_DIR/evlogd"
+PY=/usr/bin/python3
+T=$(mktemp -d "${TMPDIR:-/tmp}/evlog-proj-cli.XXXXXX")
+DPID=""
+cleanup() { [ -n "$DPID" ] && kill "$DPID" 2>/dev/null; rm -rf "$T"; }
+trap cleanup EXIT
+D="$T/data"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+run() { set +e; "$@" >"$T/out" 2>"$T/err"; RC=$?; set -e; OUT=$(cat "$T/out"); ERR=$(cat "$T/err"); }
+expect() { [ "$RC" -eq "$1" ] || fail "$2: exit $RC, want $1; stdout: $OUT; stderr: $ERR"; }
+json() { $PY -c "import json,sys; d=json.load(open('$T/out')); print($1)"; }
+
+mkdir -p "$T/specs"
+cat >"$T/specs/mine.sql" <<'SQL'
+-- @projection mine
+CREATE TABLE jobs (id TEXT PRIMARY KEY, model TEXT NOT NULL, status TEXT NOT NULL, n INTEGER);
+-- @on JobQueued
+INSERT INTO jobs (id, model, status, n) VALUES (:id, :model, 'queued', :n);
+-- @on JobStarted
+UPDATE jobs SET status = 'running' WHERE id = :id;
+SQL
+printf -- '-- @projection broken\nCREATE TABLE t (a);\n-- @on X\nINSERT INTO nope VALUES (1);\n' >"$T/specs/broken.sql"
+
+for i in 1 2 3; do
+    run "$EVLOG" --data "$D" append "job-$i" JobQueued "{\"id\":\"$i\",\"model\":\"m$((i % 2))\",\"n\":$i}"; expect 0 append
+done
+run "$EVLOG" --data "$D" append job-2 JobStarted '{"id":"2"}'; expect 0 append
+
+# embedded: the CLI brings the projection up to date, then answers
+P=(--data "$D" --projections "$T/specs" --no-builtin)
+run "$EVLOG" "${P[@]}" query mine "SELECT id, status FROM jobs ORDER BY id" --json; expect 0 "query --json"
+[ "$(json "d['rows']")" = "[['1', 'queued'], ['2', 'running'], ['3', 'queued']]" ] || fail "rows: $OUT"
+[ "$(json "(d['position'], d['columns'])")" = "(4, ['id', 'status'])" ] || fail "position/columns: $OUT"
+echo "$ERR" | grep -q "broken.sql:4: no such table: nope" || fail "broken spec not reported with its line: $ERR"
+run "$EVLOG" "${P[@]}" query mine "SELECT count(*) AS c FROM jobs WHERE model = :m AND n >= :k" --param m=m1 --param k=1 --json
+expect 0 "query --param"
+[ "$(json "d['rows']")" = "[[2]]" ] || fail "params: $OUT"
+run "$EVLOG" "${P[@]}" query mine "SELECT id, model FROM jobs ORDER BY id"; expect 0 "query table"
+echo "$OUT" | grep -q "^id  model" || fail "table header: $OUT"
+echo "$OUT" | grep -q "(3 rows, as of position 4)" || fail "table footer: $OUT"
+run "$EVLOG" "${P[@]}" query mine "DELETE FROM jobs"; expect 1 "writing SQL"
+echo "$ERR" | grep -q "read-only" || fail "writing SQL message: $ERR"
+run "$EVLOG" "${P[@]}" query mine "SELEC 1"; expect 1 "bad SQL"
+echo "$ERR" | grep -q "syntax error" || fail "bad SQL message: $ERR"
+run "$EVLOG" "${P[@]}" query nosuch "SELECT 1"; expect 1 "unknown projection"
+run "$EVLOG" "${P[@]}" query mine; expect 2 "missing SQL"
+run "$EVLOG" "${P[@]}" query mine "SELECT 1" --param nonsense; expect 2 "bad --param"
+run "$EVLOG" "${P[@]}" projections --json; expect 0 "projections --json"
+[ "$(json "[(p['name'], p['state'], p['checkpoint'], p['lag'], p['events_applied'], p['tables']) for p in d]")" = \
+  "[('mine', 'live', 4, 0, 4, {'jobs': 3})]" ] || fail "projections: $OUT"
+run "$EVLOG" "${P[@]}" projections; expect 0 projections
+echo "$OUT" | grep -Eq "^mine +live +4 +0 +4  jobs=3$" || fail "projections table: $OUT"
+# the built-ins come along without --no-builtin
+run "$EVLOG" --data "$D" projections --json; expect 0 "builtin projections"
+[ "$(json "sorted(p['name'] for p in d)")" = "['auth', 'jobs', 'karr', 'nodes', 'runs', 'saas', 'tasks']" ] || fail "builtins: $OUT"
+
+# beside a running evlogd: the CLI reads evlogd's files, read-only
+"$EVLOGD" --data "$D" --projections "$T/specs" --no-builtin 2>"$T/evlogd.err" &
+DPID=$!
+for _ in $(seq 100); do grep -q "started on" "$T/evlogd.err" && break; sleep 0.1; done
+grep -q "started on" "$T/evlogd.err" || fail "evlogd did not start: $(cat "$T/evlogd.err")"
+run "$EVLOG" --data "$D" append job-9 JobQueued '{}'; expect 1 "append while evlogd owns the dir"
+echo "$ERR" | grep -q "data directory in use" || fail "busy message: $ERR"
+run "$EVLOG" --data "$D" query mine "SELECT count(*) FROM jobs" --json; expect 0 "query beside evlogd"
+[ "$(json "d['rows']")" = "[[3]]" ] || fail "query beside evlogd: $OUT"
+run "$EVLOG" --data "$D" projections --json; expect 0 "projections beside evlogd"
+[ "$(json "[(p['name'], p['state'], p['checkpoint'], p['tables']) for p in d if p['name'] == 'mine']")" = \
+  "[('mine', 'live', 4, {'jobs': 3})]" ] || fail "projections beside evlogd: $OUT"
+kill -TERM "$DPID"
+wait "$DPID" || fail "evlogd exit status $?"
+DPID=""
+grep -q "stopped (SIGTERM)" "$T/evlogd.err" || fail "evlogd stop line: $(cat "$T/evlogd.err")"
+echo "ok proj_cli_test"
