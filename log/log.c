@@ -187,6 +187,13 @@ void evl_log_close(evl_log *log) {
 
 const char *evl_log_dir(const evl_log *log) { return log->dir; }
 
+/* mdb_reader_list() prints a header, then a line per live slot, or
+ * "(no active readers)": count the slot lines. */
+static int count_reader(const char *msg, void *ctx) {
+    if (!strstr(msg, "txnid") && !strstr(msg, "(no active")) (*(uint64_t *)ctx)++;
+    return 0;
+}
+
 static uint64_t count_keys(MDB_txn *txn, MDB_dbi dbi) {
     MDB_cursor *c;
     MDB_val k, v;
@@ -231,6 +238,7 @@ int evl_log_stats_get(evl_log *log, evl_log_stats *st) {
     mdb_env_stat(log->env, &ms);
     mdb_env_info(log->env, &ei);
     st->map_size = ei.me_mapsize;
+    mdb_reader_list(log->env, count_reader, &st->readers);
     st->used_bytes = (uint64_t)(ei.me_last_pgno + 1) * ms.ms_psize;
     char *path = join(log->dir, "log/data.mdb");
     struct stat fs;

@@ -269,6 +269,7 @@ typedef struct evl_log_stats {
     uint64_t used_bytes;       /**< pages in use x page size */
     uint64_t file_bytes;       /**< size of data.mdb on disk (sparse: what is allocated) */
     int64_t first_time_ns, last_time_ns;
+    uint64_t readers;          /**< LMDB reader slots in use now (all processes) */
     /* Since open, this process (zero for read-only handles): */
     uint64_t commits;          /**< LMDB write transactions committed */
     uint64_t appends;          /**< batches acknowledged */
