@@ -108,6 +108,7 @@ int cmd_tail(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_export(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_verify(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_stats(cli *c, const cli_command *cmd, int argc, char **argv);
+int cmd_backup(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_query(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_projections(cli *c, const cli_command *cmd, int argc, char **argv);
 

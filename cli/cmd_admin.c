@@ -159,3 +159,41 @@ int cmd_stats(cli *c, const cli_command *cmd, int argc, char **argv)
     stats_table(&st, c->data_dir);
     return CLI_OK;
 }
+
+/* ================================================================ backup */
+
+int cmd_backup(cli *c, const cli_command *cmd, int argc, char **argv)
+{
+    const char *dest = NULL;
+    cli_args a;
+    cli_args_init(&a, c, cmd, argc, argv);
+    for (;;) {
+        const char *v = NULL;
+        int r = cli_arg_next(&a, NULL, &v);
+        if (r == CLI_ARG_END)
+            break;
+        if (r == CLI_ARG_POS && !dest) {
+            dest = v;
+            continue;
+        }
+        if (r == CLI_ARG_POS)
+            return cli_usage(cmd, "unexpected argument '%s'", v);
+        return cli_arg_finish(&a, r);
+    }
+    if (!dest)
+        return cli_usage(cmd, "needs DEST_DIR");
+    evl_log *log = NULL;
+    int rc = cli_open(c, 1, &log); /* read-only: works beside a running evlogd */
+    if (rc != CLI_OK)
+        return rc;
+    uint64_t head = 0;
+    int err = evl_log_backup(log, dest, &head);
+    evl_log_close(log);
+    if (err == EVL_EBUSY)
+        return cli_fail("%s already holds a log; back up into a new directory", dest);
+    if (err != EVL_OK)
+        return cli_fail("backup to %s failed: %s", dest, evl_strerror(err));
+    printf("backed up %s to %s (at least %" PRIu64 " events); restore with: evlogd --data %s\n",
+           c->data_dir, dest, head, dest);
+    return CLI_OK;
+}

@@ -37,6 +37,11 @@ static const cli_command commands[] = {
     {"verify", "",
      "Check every record, checksum and index of the log.", cmd_verify},
     {"stats", "[--json]", "Show the size and contents of the log.", cmd_stats},
+    {"backup", "DEST_DIR",
+     "Copy the log, consistent and compacted, into DEST_DIR/log while it is in use\n"
+     "(projections are not copied: they are rebuilt from the log).  Restore by\n"
+     "starting evlogd (or evlog) with --data DEST_DIR.",
+     cmd_backup},
     {"query", "PROJECTION SQL [--param NAME=VALUE]... [--json] [--limit N]",
      "Run one read-only SQL statement against a projection and print the rows.\n"
      "  --param NAME=VALUE  bind :NAME (VALUE is JSON when it parses, else text)\n"

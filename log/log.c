@@ -255,3 +255,20 @@ int evl_log_stats_get(evl_log *log, evl_log_stats *st) {
     pthread_mutex_unlock(&log->mu);
     return EVL_OK;
 }
+
+int evl_log_backup(evl_log *log, const char *dest, uint64_t *head) {
+    int rc;
+    char *logdir = join(dest, "log"), *data = logdir ? join(logdir, "data.mdb") : NULL;
+    struct stat st;
+    if (!logdir || !data) { rc = EVL_ENOMEM; goto out; }
+    if (stat(data, &st) == 0) { rc = EVL_EBUSY; goto out; }
+    if ((rc = mkdir_p(dest)) || (rc = mkdir_p(logdir))) goto out;
+    /* the head of the snapshot the copy is taken from: read it first, the copy
+     * sees at least this much (a later head only adds events) */
+    if (head) *head = evl_log_head(log);
+    rc = evl__lmdb_err(mdb_env_copy2(log->env, logdir, MDB_CP_COMPACT));
+out:
+    evl_free(data);
+    evl_free(logdir);
+    return rc;
+}

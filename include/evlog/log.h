@@ -297,6 +297,14 @@ typedef int (*evl_verify_progress)(void *arg, uint64_t done, uint64_t total);
 int evl_log_verify(evl_log *log, char *problem, size_t problem_len, uint64_t *n_events,
                    evl_verify_progress progress, void *arg);
 
+/** @brief Hot backup: a consistent, compacted copy of the log into
+ * `dest/log/` (mdb_env_copy2 with MDB_CP_COMPACT), taken from one read
+ * snapshot while appends go on.  `dest` is created; `dest/log` must not hold
+ * a log already.  Restoring is opening `dest` as a data directory.
+ * @param[out] head the last position in the copy (may be NULL).
+ * @return EVL_OK, #EVL_EBUSY (dest already has a log), EVL_ESYS(errno). */
+int evl_log_backup(evl_log *log, const char *dest, uint64_t *head);
+
 /** @brief The directory this log was opened on (borrowed). */
 const char *evl_log_dir(const evl_log *log);
 
