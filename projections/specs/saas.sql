@@ -148,8 +148,10 @@ VALUES (:id, :user_id, :seed_text, :goal, :tier, 'DRAFT', COALESCE(:at, @time),
         COALESCE(:enrich_web, 1), :forecast_days, :markets_config);
 
 -- @on SimulationJobSubmitted
--- Either a new job or a draft being submitted (with its final specification);
--- a retry names the job it retries (retry_of) and its retry_count.
+-- Either a new job or a draft being submitted (with its final specification,
+-- retry_of and retry_count included; markets_config kept when absent); a retry
+-- names the job it retries (retry_of) and its retry_count.  A job past DRAFT
+-- is left as it is.
 INSERT INTO simulation_jobs (id, user_id, seed_text, goal, tier, status, created_at,
                              enrich_web, forecast_days, markets_config, retry_count, retry_of)
 VALUES (:id, :user_id, :seed_text, :goal, :tier, 'PENDING', COALESCE(:at, @time),
@@ -163,7 +165,9 @@ ON CONFLICT (id) DO UPDATE SET
     status = 'PENDING',
     enrich_web = excluded.enrich_web,
     forecast_days = excluded.forecast_days,
-    markets_config = COALESCE(excluded.markets_config, simulation_jobs.markets_config)
+    markets_config = COALESCE(excluded.markets_config, simulation_jobs.markets_config),
+    retry_count = excluded.retry_count,
+    retry_of = excluded.retry_of
  WHERE simulation_jobs.status = 'DRAFT';
 
 -- @on SimulationJobSeedEnriched
