@@ -1,5 +1,13 @@
 #!/usr/bin/env bash
 # evlog query / evlog projections, embedded (the CLI runs the engine) and
+# verify checks each projection's checkpoint and notices a changed spec
+run "$EVLOG" "${P[@]}" verify; expect 0 verify
+echo "$OUT" | grep -qx "projection mine: checkpoint 4 of 4" || fail "verify projection line: $OUT"
+mkdir -p "$T/specs2"
+sed 's/n INTEGER);/n INTEGER, extra TEXT);/' "$T/specs/mine.sql" >"$T/specs2/mine.sql"
+run "$EVLOG" --data "$D" --projections "$T/specs2" --no-builtin verify; expect 0 "verify, changed spec"
+echo "$OUT" | grep -q "projection mine: checkpoint 4 of 4 (spec changed since it was built" || fail "changed spec: $OUT"
+
 # beside a running evlogd (the CLI reads the files evlogd maintains).
 set -euo pipefail
 BIN_DIR=${EVL_BIN_DIR:-$PWD}
@@ -59,6 +67,14 @@ echo "$OUT" | grep -Eq "^mine +live +4 +0 +4  jobs=3$" || fail "projections tabl
 # the built-ins come along without --no-builtin
 run "$EVLOG" --data "$D" projections --json; expect 0 "builtin projections"
 [ "$(json "sorted(p['name'] for p in d)")" = "['auth', 'jobs', 'karr', 'nodes', 'runs', 'saas', 'tasks']" ] || fail "builtins: $OUT"
+
+# verify checks each projection's checkpoint and notices a changed spec
+run "$EVLOG" "${P[@]}" verify; expect 0 verify
+echo "$OUT" | grep -qx "projection mine: checkpoint 4 of 4" || fail "verify projection line: $OUT"
+mkdir -p "$T/specs2"
+sed 's/n INTEGER);/n INTEGER, extra TEXT);/' "$T/specs/mine.sql" >"$T/specs2/mine.sql"
+run "$EVLOG" --data "$D" --projections "$T/specs2" --no-builtin verify; expect 0 "verify, changed spec"
+echo "$OUT" | grep -q "projection mine: checkpoint 4 of 4 (spec changed since it was built" || fail "changed spec: $OUT"
 
 # beside a running evlogd: the CLI reads evlogd's files, read-only
 "$EVLOGD" --data "$D" --projections "$T/specs" --no-builtin 2>"$T/evlogd.err" &
