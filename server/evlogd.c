@@ -1,7 +1,13 @@
-/* evlogd: the server.  Until the HTTP API lands (issue 5) it owns the data
- * directory: opens the log (taking the lock, recovering readers), runs the
- * projections, logs one line per start/stop/fault/rebuild, and on
- * SIGTERM/SIGINT lets the projectors checkpoint and closes cleanly. */
+/* evlogd: the server.  It owns the data directory (the log's lock), runs the
+ * projections and serves the HTTP API (server/srv.h, docs/http.md).
+ *
+ * Signals are blocked in every thread and taken here with sigwait(), so no
+ * handler runs in the middle of anything: SIGTERM/SIGINT stop the server
+ * gracefully (stop accepting, answer in-flight appends, end feeds, let the
+ * projectors checkpoint) and exit 0; SIGHUP is acknowledged (reloading
+ * projection files comes with the replay issue).  It logs one line per
+ * start, stop, fault and rebuild on stderr, never one per request.
+ */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,14 +16,8 @@
 
 #include "evlog/log.h"
 #include "evlog/proj.h"
-
-#define MAX_DIRS 16
-
-static void usage(FILE *f) {
-    fprintf(f, "usage: evlogd [--data DIR] [--listen HOST:PORT] [--projections DIR]... "
-               "[--no-builtin]\n              [--sync full|none] [--token-file FILE] "
-               "[--map-size BYTES]\n");
-}
+#include "server/options.h"
+#include "server/srv.h"
 
 /* One line per notable thing, with a UTC timestamp: the server's own log. */
 static void say(void *arg, const char *line) {
@@ -29,61 +29,116 @@ static void say(void *arg, const char *line) {
     fprintf(stderr, "%s evlogd: %s\n", t, line);
 }
 
-int main(int argc, char **argv) {
-    const char *dir = "./evlog-data";
-    const char *dirs[MAX_DIRS];
-    evl_proj_options po = {.dirs = dirs, .report = say};
-    evl_log_options opt;
-    evl_log_options_init(&opt);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
-        if (!strcmp(a, "--no-builtin")) { po.no_builtin = 1; continue; }
-        if (!val) { usage(stderr); return 2; }
-        if (!strcmp(a, "--data")) dir = val;
-        else if (!strcmp(a, "--sync")) {
-            if (!strcmp(val, "full")) opt.sync = EVL_SYNC_FULL;
-            else if (!strcmp(val, "none")) opt.sync = EVL_SYNC_NONE;
-            else { fprintf(stderr, "evlogd: --sync must be full or none\n"); return 2; }
-        } else if (!strcmp(a, "--map-size")) opt.map_size = strtoull(val, NULL, 10);
-        else if (!strcmp(a, "--projections")) {
-            if (po.n_dirs == MAX_DIRS) { fprintf(stderr, "evlogd: at most %d --projections\n", MAX_DIRS); return 2; }
-            dirs[po.n_dirs++] = val;
-        } else if (!strcmp(a, "--listen") || !strcmp(a, "--token-file")) {
-            /* accepted now so scripts keep working when the HTTP API lands */
-        } else { usage(stderr); return 2; }
-        i++;
+/* Command line over config file: the file (--config) is applied first, then
+ * every other flag, so a flag wins over the same key in the file. */
+static int parse_args(int argc, char **argv, evlogd_opts *o) {
+    char err[512];
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 1; i < argc; i++) {
+            const char *a = argv[i];
+            if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+                evl__srv_opts_usage(stdout);
+                exit(0);
+            }
+            if (strncmp(a, "--", 2)) {
+                fprintf(stderr, "evlogd: unexpected argument '%s'\n", a);
+                return 2;
+            }
+            char name[64];
+            const char *eq = strchr(a, '='), *val = NULL;
+            size_t n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+            if (n >= sizeof name) n = sizeof name - 1;
+            memcpy(name, a + 2, n);
+            name[n] = '\0';
+            if (eq) val = eq + 1;
+            else if (!evl__srv_opts_is_flag(name)) {
+                if (i + 1 >= argc) {
+                    fprintf(stderr, "evlogd: --%s needs a value\n", name);
+                    return 2;
+                }
+                val = argv[++i];
+            }
+            int is_config = !strcmp(name, "config");
+            if (pass == 0 && is_config && evl__srv_opts_file(o, val, err, sizeof err)) {
+                fprintf(stderr, "evlogd: %s\n", err);
+                return 2;
+            }
+            if (pass == 1 && !is_config && evl__srv_opts_set(o, name, val, err, sizeof err)) {
+                fprintf(stderr, "evlogd: %s\n", err);
+                evl__srv_opts_usage(stderr);
+                return 2;
+            }
+        }
     }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    evlogd_opts o;
+    evl__srv_opts_init(&o);
+    int rc = parse_args(argc, argv, &o);
+    if (rc) {
+        evl__srv_opts_free(&o);
+        return rc;
+    }
+    o.srv.report = say;
+    evl_proj_options po = {.dirs = o.dirs, .n_dirs = o.n_dirs, .no_builtin = o.no_builtin,
+                           .report = say};
+    /* A peer that closed its socket must be an error on write, not a signal. */
+    signal(SIGPIPE, SIG_IGN);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* before any thread starts */
-    evl_log *log;
-    int rc = evl_log_open(dir, &opt, &log);
-    if (rc) {
-        fprintf(stderr, "evlogd: %s: %s\n", dir, evl_strerror(rc));
-        return 1;
+
+    evl_log *log = NULL;
+    evl_proj_engine *eng = NULL;
+    evl_srv *srv = NULL;
+    char err[512];
+    if ((rc = evl_log_open(o.data, &o.log, &log))) {
+        fprintf(stderr, "evlogd: %s: %s\n", o.data, evl_strerror(rc));
+        goto fail;
     }
-    evl_proj_engine *eng;
     if ((rc = evl_proj_open(log, &po, &eng))) {
         fprintf(stderr, "evlogd: projections: %s\n", evl_strerror(rc));
-        evl_log_close(log);
-        return 1;
+        goto fail;
     }
-    char line[512];
+    if ((rc = evl_srv_open(log, eng, &o.srv, &srv, err, sizeof err))) {
+        fprintf(stderr, "evlogd: %s\n", err);
+        goto fail;
+    }
     evl_proj_status *st;
     size_t n = 0;
     if (evl_proj_status_get(eng, NULL, &st, &n) == EVL_OK) evl_proj_status_free(st, n);
-    snprintf(line, sizeof line, "started on %s (head %llu, sync %s, %zu projections); HTTP API not built yet",
-             dir, (unsigned long long)evl_log_head(log), opt.sync == EVL_SYNC_FULL ? "full" : "none", n);
+    char line[640];
+    snprintf(line, sizeof line,
+             "started on %s (head %llu, sync %s, %zu projections); listening on http://%s "
+             "(%u threads%s)",
+             o.data, (unsigned long long)evl_log_head(log),
+             o.log.sync == EVL_SYNC_FULL ? "full" : "none", n, evl_srv_address(srv), o.srv.threads,
+             o.srv.token_file ? ", tokens required" : "");
     say(NULL, line);
     int sig;
-    sigwait(&set, &sig);
+    for (;;) {
+        sigwait(&set, &sig);
+        if (sig != SIGHUP) break;
+        say(NULL, "SIGHUP: reloading projection files is not available yet; nothing changed");
+    }
+    say(NULL, sig == SIGTERM ? "stopping (SIGTERM)" : "stopping (SIGINT)");
+    evl_srv_stop(srv);
+    evl_srv_close(srv);
     evl_proj_close(eng);
     evl_log_close(log);
     snprintf(line, sizeof line, "stopped (%s)", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     say(NULL, line);
+    evl__srv_opts_free(&o);
     return 0;
+fail:
+    evl_srv_close(srv);
+    evl_proj_close(eng);
+    evl_log_close(log);
+    evl__srv_opts_free(&o);
+    return 1;
 }

@@ -1,0 +1,212 @@
+/* POST /streams/{stream} and POST /append.
+ *
+ * The body becomes a batch (batch.c), which evl_log_append_async() validates
+ * and copies before returning; the event loop then goes on with other
+ * requests.  The log's writer calls us back after the group commit (and its
+ * fsync, with --sync full): the callback copies the result into the context
+ * and posts it to the worker's mailbox, and the worker answers.  So an
+ * answer is only ever sent for what is durable, and no loop thread waits.
+ *
+ * 201 with the new positions; 200 with the original ones when every event
+ * id was already in the log (an idempotent repeat); 409 naming the stream,
+ * its expected and its current revision.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "server/batch.h"
+
+typedef struct append_ctx {
+    srv_msg msg;              /* first: the mailbox hands it back to us */
+    srv_rsp rsp;
+    size_t n_streams;
+    char **names;             /* per stream, owned */
+    size_t *counts;
+    uint64_t *expected;
+    int err, idempotent;
+    size_t stream_index;
+    uint64_t current_revision;
+    size_t n_acks, cap_acks;
+    evl_ack *acks;            /* sized before submitting: the callback never allocates */
+} append_ctx;
+
+static void ctx_free(append_ctx *c) {
+    for (size_t i = 0; i < c->n_streams; i++) evl_free(c->names[i]);
+    evl_free(c->names);
+    evl_free(c->counts);
+    evl_free(c->expected);
+    evl_free(c->acks);
+    evl_free(c);
+}
+
+static json_t *rev_json(uint64_t r) {
+    if (r == EVL_REV_ANY) return json_string("any");
+    if (r == EVL_REV_NO_STREAM) return json_string("no_stream");
+    if (r == EVL_REV_EXISTS) return json_string("exists");
+    return json_integer((json_int_t)r);
+}
+
+static void answer_ok(append_ctx *c) {
+    json_t *list = json_array();
+    size_t k = 0;
+    for (size_t s = 0; s < c->n_streams && list; s++)
+        for (size_t i = 0; i < c->counts[s] && k < c->n_acks; i++, k++) {
+            char id[37];
+            evl_uuid_format(c->acks[k].id, id);
+            json_array_append_new(list, json_pack("{s:s,s:s,s:I,s:I}", "id", id, "stream",
+                                                  c->names[s], "position",
+                                                  (json_int_t)c->acks[k].position, "revision",
+                                                  (json_int_t)c->acks[k].revision));
+        }
+    json_t *o = list ? json_pack("{s:o}", "events", list) : NULL;
+    if (!o) {
+        evl__srv_problem(&c->rsp, 503, "unavailable", NULL, "out of memory answering a committed append");
+        return;
+    }
+    if (c->idempotent) json_object_set_new(o, "idempotent", json_true());
+    if (c->n_acks) {
+        char loc[48];
+        snprintf(loc, sizeof loc, "/events/%" PRIu64, c->acks[0].position);
+        evhttp_add_header(evhttp_request_get_output_headers(c->rsp.req), "Location", loc);
+    }
+    evl__srv_reply_json(&c->rsp, c->idempotent ? 200 : 201, o);
+    json_decref(o);
+}
+
+static void answer_err(const srv_rsp *r, int err, const char *stream, uint64_t expected,
+                       uint64_t current, const char *why) {
+    const char *slug;
+    int code = evl__srv_err_status(err, &slug);
+    if (err == EVL_ECONFLICT) {
+        char cur[32];
+        if (current == EVL_REV_NONE) snprintf(cur, sizeof cur, "has no events");
+        else snprintf(cur, sizeof cur, "is at revision %" PRIu64, current);
+        json_t *x = json_pack("{s:s,s:o,s:o}", "stream", stream, "expected_revision",
+                              rev_json(expected), "current_revision", rev_json(current));
+        evl__srv_problem(r, code, slug, x, "stream %s %s; the append expected %s", stream, cur,
+                         expected == EVL_REV_NO_STREAM ? "no stream"
+                         : expected == EVL_REV_EXISTS  ? "an existing stream"
+                                                       : "another revision");
+        return;
+    }
+    json_t *x = stream ? json_pack("{s:s}", "stream", stream) : NULL;
+    if (err == EVL_EFULL)
+        evl__srv_problem(r, code, slug, x, "%s; nothing of this append was written",
+                         evl_strerror(err));
+    else
+        evl__srv_problem(r, code, slug, x, "%s", why ? why : evl_strerror(err));
+}
+
+/* On the worker, from the mailbox. */
+static void appended_run(srv_worker *w, srv_msg *m) {
+    append_ctx *c = (append_ctx *)m;
+    w->inflight--;
+    if (c->err == EVL_OK) {
+        answer_ok(c);
+    } else {
+        size_t s = c->stream_index < c->n_streams ? c->stream_index : 0;
+        answer_err(&c->rsp, c->err, c->n_streams ? c->names[s] : NULL,
+                   c->n_streams ? c->expected[s] : EVL_REV_ANY, c->current_revision, NULL);
+    }
+    uint64_t us = (uint64_t)(evl__srv_mono_ns() - c->rsp.t0) / 1000;
+    evl__srv_hist_add(&w->st.append_us, evl__srv_lat_bounds, SRV_LAT_BUCKETS, us);
+    ctx_free(c);
+}
+
+/* On the log's writer thread: copy and hand over, nothing more. */
+static void appended(void *arg, const evl_append_result *res) {
+    append_ctx *c = arg;
+    c->err = res->err;
+    c->idempotent = res->idempotent;
+    c->stream_index = res->stream_index;
+    c->current_revision = res->current_revision;
+    c->n_acks = res->acks ? (res->n_acks < c->cap_acks ? res->n_acks : c->cap_acks) : 0;
+    if (c->n_acks) memcpy(c->acks, res->acks, c->n_acks * sizeof *c->acks);
+    evl__srv_mail(c->rsp.w, &c->msg);
+}
+
+static append_ctx *ctx_new(const srv_rsp *r, srv_batch *b) {
+    append_ctx *c = evl_calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->msg.run = appended_run;
+    c->rsp = *r;
+    c->names = evl_calloc(b->n_s, sizeof *c->names);
+    c->counts = evl_calloc(b->n_s, sizeof *c->counts);
+    c->expected = evl_calloc(b->n_s, sizeof *c->expected);
+    c->cap_acks = b->n_ev;
+    c->acks = evl_calloc(b->n_ev, sizeof *c->acks);
+    if (!c->names || !c->counts || !c->expected || !c->acks) {
+        ctx_free(c);
+        return NULL;
+    }
+    for (size_t i = 0; i < b->n_s; i++, c->n_streams++) {
+        size_t n = strlen(b->s[i].name);
+        if (!(c->names[i] = evl_malloc(n + 1))) {
+            ctx_free(c);
+            return NULL;
+        }
+        memcpy(c->names[i], b->s[i].name, n + 1);
+        c->counts[i] = b->s[i].n;
+        c->expected[i] = b->s[i].expected;
+    }
+    return c;
+}
+
+static void submit(srv_req *q, srv_batch *b, int rc) {
+    srv_worker *w = q->rsp.w;
+    if (rc) {
+        answer_err(&q->rsp, rc, NULL, EVL_REV_ANY, 0, b->why);
+        return;
+    }
+    append_ctx *c = ctx_new(&q->rsp, b);
+    if (!c) {
+        evl__srv_problem(&q->rsp, 503, "unavailable", NULL, "out of memory");
+        return;
+    }
+    rc = evl_log_append_async(w->srv->log, b->in, b->n_s, appended, c);
+    if (rc) { /* refused before the writer: the callback will not run */
+        ctx_free(c);
+        answer_err(&q->rsp, rc, b->n_s == 1 ? b->s[0].name : NULL, EVL_REV_ANY, 0,
+                   NULL);
+        return;
+    }
+    w->inflight++;
+}
+
+static int expected_of(srv_req *q, uint64_t *out) {
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(q->rsp.req), "Expected-Revision");
+    const char *p = evl__srv_param(q, "expected_revision");
+    const char *v = h ? h : p;
+    *out = EVL_REV_ANY;
+    if (!v) return 0;
+    if (evl_json_parse_expected(v, out) == EVL_OK) return 0;
+    evl__srv_problem(&q->rsp, 400, "bad-request", NULL,
+                     "%s '%s' must be a revision number or one of any, no_stream, exists",
+                     h ? "the Expected-Revision header" : "expected_revision", v);
+    return -1;
+}
+
+void evl__srv_append_stream(srv_req *q) {
+    uint64_t expected;
+    if (expected_of(q, &expected)) return;
+    size_t len;
+    const uint8_t *body = evl__srv_body(q->rsp.req, &len);
+    srv_batch b;
+    memset(&b, 0, sizeof b);
+    int rc = evl__srv_body_is_mp(q->rsp.req)
+                 ? evl__srv_batch_mp_stream(&b, q->seg[1], expected, body, len)
+                 : evl__srv_batch_json_stream(&b, q->seg[1], expected, body, len);
+    submit(q, &b, rc);
+    evl__srv_batch_free(&b);
+}
+
+void evl__srv_append_multi(srv_req *q) {
+    size_t len;
+    const uint8_t *body = evl__srv_body(q->rsp.req, &len);
+    srv_batch b;
+    memset(&b, 0, sizeof b);
+    int rc = evl__srv_body_is_mp(q->rsp.req) ? evl__srv_batch_mp_multi(&b, body, len)
+                                             : evl__srv_batch_json_multi(&b, body, len);
+    submit(q, &b, rc);
+    evl__srv_batch_free(&b);
+}

@@ -1,0 +1,284 @@
+/* Projections: GET /projections[/{name}], POST /projections/{name}/rebuild,
+ * GET|POST /projections/{name}/query.
+ *
+ * Status counts rows and a query runs SQLite, both possibly for a while, and
+ * `min_position` waits for a projector: all of it runs on the pool, never
+ * on an event loop.  The wait is taken in slices of 100 ms so that a stop
+ * does not have to outlast a 60-second read-your-writes timeout.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "server/srv_int.h"
+
+#define WAIT_SLICE_MS 100
+
+typedef struct pjob {
+    srv_job job;
+    srv_rsp rsp;
+    char name[EVL_PROJ_MAX_NAME + 1];
+    int one;                   /* status of `name` only */
+    char *sql;
+    json_t *params;
+    uint64_t min_position;
+    int has_min;
+    int64_t deadline;          /* monotonic ns, for the wait */
+    evl_proj_query_opts opts;
+    int rc;
+    json_t *result;
+    char err[512];
+} pjob;
+
+static void pjob_free(pjob *p) {
+    evl_free(p->sql);
+    json_decref(p->params);
+    json_decref(p->result);
+    evl_free(p);
+}
+
+static pjob *pjob_new(srv_req *q, void (*work)(srv_job *), void (*run)(srv_worker *, srv_msg *)) {
+    pjob *p = evl_calloc(1, sizeof *p);
+    if (!p) {
+        evl__srv_problem(&q->rsp, 503, "unavailable", NULL, "out of memory");
+        return NULL;
+    }
+    p->job.msg.run = run;
+    p->job.w = q->rsp.w;
+    p->job.work = work;
+    p->rsp = q->rsp;
+    if (q->n_seg > 1) snprintf(p->name, sizeof p->name, "%s", q->seg[1]);
+    return p;
+}
+
+/* 0: the projection exists; -1: answered 404. */
+static int known(srv_req *q) {
+    evl_proj_engine *eng = q->rsp.w->srv->eng;
+    if (eng && strlen(q->seg[1]) <= EVL_PROJ_MAX_NAME && evl_proj_db_path(eng, q->seg[1])) return 0;
+    evl__srv_problem(&q->rsp, 404, "not-found", NULL, "no projection named %s", q->seg[1]);
+    return -1;
+}
+
+/* ------------------------------------------------------------- status */
+
+static json_t *status_json(const evl_proj_status *st) {
+    json_t *tabs = json_object();
+    for (size_t t = 0; tabs && t < st->n_tables; t++)
+        json_object_set_new(tabs, st->tables[t].name, json_integer((json_int_t)st->tables[t].rows));
+    json_t *o = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:s,s:o*}", "name", st->name, "file", st->file,
+                          "state", evl_proj_state_name(st->state), "checkpoint", (json_int_t)st->checkpoint,
+                          "head", (json_int_t)st->head, "lag", (json_int_t)st->lag, "events_applied",
+                          (json_int_t)st->events_applied, "spec_hash", st->spec_hash, "tables", tabs);
+    if (o && st->state == EVL_PROJ_FAULTED) {
+        json_object_set_new(o, "fault_position", json_integer((json_int_t)st->fault_position));
+        json_object_set_new(o, "fault_type", st->fault_type ? json_string(st->fault_type) : json_null());
+    }
+    if (o) json_object_set_new(o, "error", st->error ? json_string(st->error) : json_null());
+    return o;
+}
+
+static void status_work(srv_job *j) {
+    pjob *p = (pjob *)j;
+    evl_proj_status *st;
+    size_t n;
+    p->rc = evl_proj_status_get(j->w->srv->eng, p->one ? p->name : NULL, &st, &n);
+    if (p->rc) return;
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < n; i++) json_array_append_new(list, status_json(&st[i]));
+    evl_proj_status_free(st, n);
+    if (p->one && list) {
+        p->result = json_incref(json_array_get(list, 0));
+        json_decref(list);
+    } else {
+        p->result = list;
+    }
+    if (!p->result) p->rc = EVL_ENOMEM;
+}
+
+static void status_run(srv_worker *w, srv_msg *m) {
+    pjob *p = (pjob *)m;
+    w->inflight--;
+    if (p->rc == EVL_OK) {
+        evl__srv_reply_json(&p->rsp, 200, p->result);
+    } else if (p->rc == EVL_ENOTFOUND) {
+        evl__srv_problem(&p->rsp, 404, "not-found", NULL, "no projection named %s", p->name);
+    } else {
+        const char *slug;
+        int code = evl__srv_err_status(p->rc, &slug);
+        evl__srv_problem(&p->rsp, code, slug, NULL, "projection status: %s", evl_strerror(p->rc));
+    }
+    pjob_free(p);
+}
+
+void evl__srv_proj_list(srv_req *q) {
+    if (!q->rsp.w->srv->eng) {
+        evl__srv_problem(&q->rsp, 503, "unavailable", NULL, "projections are not running");
+        return;
+    }
+    if (q->n_seg == 2 && known(q)) return;
+    pjob *p = pjob_new(q, status_work, status_run);
+    if (!p) return;
+    p->one = q->n_seg == 2;
+    evl__srv_pool_submit(q->rsp.w->srv->pool, &p->job);
+}
+
+/* ------------------------------------------------------------ rebuild */
+
+void evl__srv_proj_rebuild(srv_req *q) {
+    if (known(q)) return;
+    /* include/evlog/proj.h has no way yet to ask the engine for a rebuild
+     * (evl_proj_rebuild() is being added with the replay issue). */
+    evl__srv_problem(&q->rsp, 501, "not-implemented", json_pack("{s:s}", "projection", q->seg[1]),
+                     "rebuild not available yet: this build's projection engine cannot rebuild on "
+                     "demand (a changed spec file is still rebuilt at start)");
+}
+
+/* -------------------------------------------------------------- query */
+
+static void query_work(srv_job *j) {
+    pjob *p = (pjob *)j;
+    evl_srv *srv = j->w->srv;
+    if (p->has_min) {
+        for (;;) {
+            int64_t left = (p->deadline - evl__srv_mono_ns()) / 1000000;
+            if (left <= 0) {
+                p->rc = EVL_ETIMEDOUT;
+                break;
+            }
+            p->rc = evl_proj_wait(srv->eng, p->name, p->min_position,
+                                  left < WAIT_SLICE_MS ? (int)left : WAIT_SLICE_MS);
+            if (p->rc != EVL_ETIMEDOUT) break;
+            if (atomic_load(&srv->stopping)) {
+                p->rc = EVL_ECLOSED;
+                break;
+            }
+        }
+        if (p->rc) return;
+    }
+    p->rc = evl_proj_query(srv->eng, p->name, p->sql, p->params, &p->opts, &p->result, p->err,
+                           sizeof p->err);
+}
+
+static void query_run(srv_worker *w, srv_msg *m) {
+    pjob *p = (pjob *)m;
+    w->inflight--;
+    const char *slug;
+    int code = evl__srv_err_status(p->rc, &slug);
+    if (p->rc == EVL_OK)
+        evl__srv_reply_json(&p->rsp, 200, p->result);
+    else if (p->rc == EVL_ETIMEDOUT)
+        evl__srv_problem(&p->rsp, 504, "timeout",
+                         json_pack("{s:s,s:I}", "projection", p->name, "min_position",
+                                   (json_int_t)p->min_position),
+                         "projection %s did not reach position %" PRIu64 " in time", p->name,
+                         p->min_position);
+    else if (p->rc == EVL_EFAULTED)
+        evl__srv_problem(&p->rsp, code, slug, json_pack("{s:s}", "projection", p->name),
+                         "projection %s is faulted before position %" PRIu64
+                         "; GET /projections/%s says why", p->name, p->min_position, p->name);
+    else
+        evl__srv_problem(&p->rsp, code, slug, NULL, "%s", p->err[0] ? p->err : evl_strerror(p->rc));
+    pjob_free(p);
+}
+
+/* A GET parameter p.NAME: JSON when it parses as a scalar (42, true, null,
+ * "x"), else text, like the CLI's --param. */
+static json_t *param_value(const char *v) {
+    json_t *j = json_loads(v, JSON_DECODE_ANY, NULL);
+    if (j && (json_is_object(j) || json_is_array(j))) {
+        json_decref(j);
+        j = NULL;
+    }
+    return j ? j : json_string(v);
+}
+
+static int bad(srv_req *q, const char *msg) {
+    evl__srv_problem(&q->rsp, 400, "bad-request", NULL, "%s", msg);
+    return -1;
+}
+
+/* The request as JSON: the POST body, or the GET parameters. */
+static int query_input(srv_req *q, json_t **out) {
+    *out = NULL;
+    if (q->method == EVHTTP_REQ_POST) {
+        size_t len;
+        const uint8_t *body = evl__srv_body(q->rsp.req, &len);
+        if (evl__srv_body_is_mp(q->rsp.req)) {
+            if (evl_mp_check(body, len, EVL_MAX_DEPTH, 0, NULL) ||
+                evl_json_from_msgpack(body, len, out))
+                return bad(q, "malformed msgpack body");
+        } else {
+            json_error_t je;
+            if (!(*out = json_loadb((const char *)body, len, 0, &je))) {
+                char msg[300];
+                snprintf(msg, sizeof msg, "malformed JSON: %s (line %d, column %d)", je.text, je.line,
+                         je.column);
+                return bad(q, msg);
+            }
+        }
+        if (!json_is_object(*out)) return bad(q, "the body must be {\"sql\": ..., \"params\"?: {...}}");
+        return 0;
+    }
+    json_t *o = json_object(), *params = json_object();
+    for (struct evkeyval *kv = q->query.tqh_first; o && params && kv; kv = kv->next.tqe_next) {
+        if (!strncmp(kv->key, "p.", 2)) json_object_set_new(params, kv->key + 2, param_value(kv->value));
+        else if (!strcmp(kv->key, "sql")) json_object_set_new(o, "sql", json_string(kv->value));
+        else json_object_set_new(o, kv->key, param_value(kv->value));
+    }
+    if (!o || !params) {
+        json_decref(o);
+        json_decref(params);
+        return bad(q, "out of memory");
+    }
+    json_object_set_new(o, "params", params);
+    *out = o;
+    return 0;
+}
+
+static int uint_member(srv_req *q, json_t *in, const char *name, uint64_t max, uint64_t *v, int *given) {
+    json_t *j = json_object_get(in, name);
+    *given = j && !json_is_null(j);
+    if (!*given) return 0;
+    if (json_is_integer(j) && json_integer_value(j) >= 0 && (uint64_t)json_integer_value(j) <= max) {
+        *v = (uint64_t)json_integer_value(j);
+        return 0;
+    }
+    char msg[128];
+    snprintf(msg, sizeof msg, "%s must be an integer 0..%" PRIu64, name, max);
+    return bad(q, msg);
+}
+
+void evl__srv_proj_query(srv_req *q) {
+    const evl_srv_config *cfg = &q->rsp.w->srv->cfg;
+    if (known(q)) return;
+    json_t *in;
+    if (query_input(q, &in)) {
+        json_decref(in);
+        return;
+    }
+    json_t *sql = json_object_get(in, "sql"), *params = json_object_get(in, "params");
+    uint64_t min = 0, timeout = cfg->query_timeout_ms, rows = 0;
+    int has_min, has_t, has_rows;
+    if (!json_is_string(sql) || !json_string_length(sql)) {
+        bad(q, "sql is missing: one read-only SQL statement");
+    } else if (params && !json_is_null(params) && !json_is_object(params) && !json_is_array(params)) {
+        bad(q, "params must be an object (named) or an array (positional)");
+    } else if (!uint_member(q, in, "min_position", UINT64_MAX >> 1, &min, &has_min) &&
+               !uint_member(q, in, "timeout_ms", cfg->query_max_timeout_ms, &timeout, &has_t) &&
+               !uint_member(q, in, "max_rows", 1000000, &rows, &has_rows)) {
+        pjob *p = pjob_new(q, query_work, query_run);
+        size_t n = json_string_length(sql);
+        if (p && (p->sql = evl_malloc(n + 1))) {
+            memcpy(p->sql, json_string_value(sql), n + 1);
+            p->params = params && !json_is_null(params) ? json_incref(params) : NULL;
+            p->has_min = has_min && min > 0;
+            p->min_position = min;
+            p->deadline = q->rsp.t0 + (int64_t)timeout * 1000000;
+            p->opts.max_rows = has_rows ? (size_t)rows : 0;
+            evl__srv_pool_submit(q->rsp.w->srv->pool, &p->job);
+        } else if (p) {
+            pjob_free(p);
+            evl__srv_problem(&q->rsp, 503, "unavailable", NULL, "out of memory");
+        }
+    }
+    json_decref(in);
+}
