@@ -160,7 +160,7 @@ static json_t *json_load(srv_batch *b, const uint8_t *body, size_t len) {
         fail(b, EVL_EJSON, "the body is empty");
         return NULL;
     }
-    json_t *j = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+    json_t *j = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY, &je);
     if (!j) fail(b, EVL_EJSON, "malformed JSON: %s (line %d, column %d)", je.text, je.line, je.column);
     return j;
 }

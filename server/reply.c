@@ -48,7 +48,9 @@ void evl__srv_reply_json(const srv_rsp *r, int code, const json_t *j) {
 /* ------------------------------------------------------------ requests */
 
 const char *evl__srv_param(const srv_req *q, const char *name) {
-    return evhttp_find_header(&q->query, name);
+    for (int i = 0; i < q->n_param; i++)
+        if (!strcmp(q->param[i].key, name)) return q->param[i].val;
+    return NULL;
 }
 
 int evl__srv_u64(const char *s, uint64_t *v) {

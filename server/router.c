@@ -74,6 +74,41 @@ static int split_path(srv_req *q, const char *path) {
     }
 }
 
+/* "a=1&b&c=x%20y": libevent 2.1's own parser refuses a key without '=' (we
+ * use bare flags such as ?backward) and its key-value lists refuse line
+ * breaks (SQL in a GET query has them). */
+static int split_query(srv_req *q, const char *qs) {
+    while (*qs) {
+        size_t n = strcspn(qs, "&");
+        if (n) {
+            if (q->n_param == SRV_MAX_PARAMS) return -1;
+            const char *eq = memchr(qs, '=', n);
+            size_t kl = eq ? (size_t)(eq - qs) : n;
+            char *k = evl_malloc(kl + 1), *v = evl_malloc(n - kl + 1);
+            if (!k || !v) {
+                evl_free(k);
+                evl_free(v);
+                return -1;
+            }
+            memcpy(k, qs, kl);
+            k[kl] = '\0';
+            memcpy(v, eq ? eq + 1 : "", eq ? n - kl - 1 : 0);
+            v[eq ? n - kl - 1 : 0] = '\0';
+            size_t dk = 0, dv = 0;
+            srv_kv *kv = &q->param[q->n_param];
+            kv->key = evhttp_uridecode(k, 1, &dk);
+            kv->val = evhttp_uridecode(v, 1, &dv);
+            evl_free(k);
+            evl_free(v);
+            if (kv->key || kv->val) q->n_param++; /* freed with the request */
+            if (!kv->key || !kv->val || strlen(kv->key) != dk || strlen(kv->val) != dv) return -1;
+        }
+        qs += n;
+        if (*qs) qs++;
+    }
+    return 0;
+}
+
 static void allow_header(srv_req *q, const route *r) {
     char allow[64] = "OPTIONS";
     if (r->get) strcat(allow, ", GET, HEAD");
@@ -144,7 +179,7 @@ static void dispatch(srv_req *q) {
         evl__srv_problem(&q->rsp, 404, "not-found", NULL, "no such resource");
         return;
     }
-    if (qs && evhttp_parse_query_str(qs, &q->query)) {
+    if (qs && split_query(q, qs)) {
         evl__srv_problem(&q->rsp, 400, "bad-request", NULL, "the query string is malformed");
         return;
     }
@@ -189,8 +224,6 @@ void evl__srv_handle(struct evhttp_request *req, void *arg) {
     q.rsp.w = arg;
     q.rsp.req = req;
     q.rsp.t0 = evl__srv_mono_ns();
-    q.query.tqh_first = NULL; /* TAILQ_INIT, without sys/queue.h */
-    q.query.tqh_last = &q.query.tqh_first;
     q.conn = evl__srv_conn_of(arg, req);
     if (q.conn) evl__srv_conn_handling(q.conn, req);
     q.method = evhttp_request_get_command(req);
@@ -198,5 +231,8 @@ void evl__srv_handle(struct evhttp_request *req, void *arg) {
     q.rsp.want_mp = accept && strstr(accept, "msgpack") != NULL;
     dispatch(&q);
     for (int i = 0; i < q.n_seg; i++) free(q.seg[i]);
-    evhttp_clear_headers(&q.query);
+    for (int i = 0; i < q.n_param; i++) {
+        free(q.param[i].key);
+        free(q.param[i].val);
+    }
 }

@@ -78,15 +78,15 @@ static void answer_err(const srv_rsp *r, int err, const char *stream, uint64_t e
     const char *slug;
     int code = evl__srv_err_status(err, &slug);
     if (err == EVL_ECONFLICT) {
-        char cur[32];
+        char cur[40], exp[40];
         if (current == EVL_REV_NONE) snprintf(cur, sizeof cur, "has no events");
         else snprintf(cur, sizeof cur, "is at revision %" PRIu64, current);
+        if (expected == EVL_REV_NO_STREAM) snprintf(exp, sizeof exp, "no events");
+        else if (expected == EVL_REV_EXISTS) snprintf(exp, sizeof exp, "some events");
+        else snprintf(exp, sizeof exp, "revision %" PRIu64, expected);
         json_t *x = json_pack("{s:s,s:o,s:o}", "stream", stream, "expected_revision",
                               rev_json(expected), "current_revision", rev_json(current));
-        evl__srv_problem(r, code, slug, x, "stream %s %s; the append expected %s", stream, cur,
-                         expected == EVL_REV_NO_STREAM ? "no stream"
-                         : expected == EVL_REV_EXISTS  ? "an existing stream"
-                                                       : "another revision");
+        evl__srv_problem(r, code, slug, x, "stream %s %s; the append expected %s", stream, cur, exp);
         return;
     }
     json_t *x = stream ? json_pack("{s:s}", "stream", stream) : NULL;

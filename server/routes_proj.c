@@ -219,10 +219,11 @@ static int query_input(srv_req *q, json_t **out) {
         return 0;
     }
     json_t *o = json_object(), *params = json_object();
-    for (struct evkeyval *kv = q->query.tqh_first; o && params && kv; kv = kv->next.tqe_next) {
-        if (!strncmp(kv->key, "p.", 2)) json_object_set_new(params, kv->key + 2, param_value(kv->value));
-        else if (!strcmp(kv->key, "sql")) json_object_set_new(o, "sql", json_string(kv->value));
-        else json_object_set_new(o, kv->key, param_value(kv->value));
+    for (int i = 0; o && params && i < q->n_param; i++) {
+        const srv_kv *kv = &q->param[i];
+        if (!strncmp(kv->key, "p.", 2)) json_object_set_new(params, kv->key + 2, param_value(kv->val));
+        else if (!strcmp(kv->key, "sql")) json_object_set_new(o, "sql", json_string(kv->val));
+        else json_object_set_new(o, kv->key, param_value(kv->val));
     }
     if (!o || !params) {
         json_decref(o);

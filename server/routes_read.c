@@ -49,9 +49,10 @@ static char *next_link(srv_req *q, uint64_t next) {
     struct evbuffer *b = evbuffer_new();
     if (!b) return NULL;
     evbuffer_add_printf(b, "%s?", evhttp_uri_get_path(evhttp_request_get_evhttp_uri(q->rsp.req)));
-    for (struct evkeyval *kv = q->query.tqh_first; kv; kv = kv->next.tqe_next) {
+    for (int i = 0; i < q->n_param; i++) {
+        const srv_kv *kv = &q->param[i];
         if (!strcmp(kv->key, "from")) continue;
-        char *k = evhttp_uriencode(kv->key, -1, 0), *v = evhttp_uriencode(kv->value, -1, 0);
+        char *k = evhttp_uriencode(kv->key, -1, 0), *v = evhttp_uriencode(kv->val, -1, 0);
         if (k && v) evbuffer_add_printf(b, "%s=%s&", k, v);
         free(k);
         free(v);

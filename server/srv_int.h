@@ -22,7 +22,6 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <jansson.h>
 #include <msgpack.h>
 #include <pthread.h>
@@ -150,7 +149,13 @@ typedef struct srv_rsp {
     int64_t t0;                  /* monotonic ns when the request arrived */
 } srv_rsp;
 
+/* One query parameter, percent-decoded ('+' is a space). */
+typedef struct srv_kv {
+    char *key, *val;             /* NUL-terminated, malloc'd by libevent */
+} srv_kv;
+
 #define SRV_MAX_SEGS 4
+#define SRV_MAX_PARAMS 64
 typedef struct srv_req {
     srv_rsp rsp;
     srv_conn *conn;
@@ -158,7 +163,8 @@ typedef struct srv_req {
     const char *path;            /* raw, borrowed from the request */
     char *seg[SRV_MAX_SEGS];     /* percent-decoded path segments (owned) */
     int n_seg;
-    struct evkeyvalq query;      /* decoded query parameters */
+    srv_kv param[SRV_MAX_PARAMS];/* decoded query parameters, in order */
+    int n_param;
     srv_role role;
 } srv_req;
 
