@@ -126,18 +126,22 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg) {
         release(c);
         return;
     }
-    if (c->state != CONN_READING) return;
-    int64_t left = c->deadline - evl__srv_mono_ns();
-    if (left > 0) {
-        arm(c, left / 1000000 + 1);
-        return;
+    if (c->state == CONN_READING) {
+        int64_t left = c->deadline - evl__srv_mono_ns();
+        if (left > 0) {
+            arm(c, left / 1000000 + 1);
+            return;
+        }
+        /* Too slow to send one request: evhttp sees EOF and drops it. */
+        atomic_fetch_add_explicit(&c->w->st.header_timeouts, 1, memory_order_relaxed);
+        int s = bufferevent_getfd(c->bev);
+        if (s >= 0) shutdown(s, SHUT_RDWR);
+        c->state = CONN_NEW;
+        c->closing = 1;
     }
-    /* Too slow to send one request: evhttp sees EOF and drops it, and
-     * closecb or the sweep releases it. */
-    atomic_fetch_add_explicit(&c->w->st.header_timeouts, 1, memory_order_relaxed);
-    int s = bufferevent_getfd(c->bev);
-    if (s >= 0) shutdown(s, SHUT_RDWR);
-    c->state = CONN_NEW;
+    /* evhttp is closing it without a closecb for us: notice promptly, so
+     * that it stops counting against max_connections. */
+    if (c->closing) arm(c, 20);
 }
 
 /* Connections that close before their first request never reach closecb:
@@ -262,4 +266,6 @@ static void output_cb(struct evbuffer *b, const struct evbuffer_cb_info *info, v
     evl__srv_problem_raw(b, code);
     evl__srv_count(c->w, code);
     c->rewriting = 0;
+    c->closing = 1; /* libevent closes after its own error pages */
+    arm(c, 20);
 }

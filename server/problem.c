@@ -136,7 +136,9 @@ void evl__srv_problem(const srv_rsp *r, int code, const char *slug, json_t *extr
  * a malformed request line or header (400), headers or a body over the
  * limits (413), a method it was told to refuse (501). */
 void evl__srv_problem_raw(struct evbuffer *out, int code) {
-    const char *slug = "bad-request", *detail = "the request line or its headers are malformed";
+    const char *slug = "bad-request",
+               *detail = "the request line or its headers are malformed, or larger than "
+                         "this server accepts (see --max-headers)";
     if (code == 413) {
         slug = "payload-too-large";
         detail = "the request's headers or body are larger than this server accepts "

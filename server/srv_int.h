@@ -180,6 +180,7 @@ struct srv_conn {
     int state;
     int over_cap;                  /* opened above max_connections: answer 503 */
     int rewriting;
+    int closing;                   /* evhttp will drop it: poll for that */
     int64_t deadline;              /* monotonic ns */
     srv_sub *sub;                  /* the feed this connection carries, if any */
     srv_conn *prev, *next;

@@ -77,7 +77,7 @@ class Server:
         argv = [EVLOGD, "--data", self.data, "--listen", "127.0.0.1:0", "--threads", "2"]
         argv += self.args + list(extra)
         self.proc = subprocess.Popen(argv, stderr=open(self.errpath, "w"), stdout=subprocess.DEVNULL)
-        m = wait_for(lambda: re.search(r"listening on http://127\.0\.0\.1:(\d+)", self.log())
+        m = wait_for(lambda: re.search(r"listening on http://\S+:(\d+) ", self.log())
                      or self.proc.poll() is not None, 15, "evlogd to start")
         if self.proc.poll() is not None:
             fail("evlogd exited %s: %s" % (self.proc.returncode, self.log()))
