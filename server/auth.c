@@ -106,7 +106,7 @@ int evl__srv_auth_load(const char *path, srv_auth **out, char *err, size_t errle
 
 void evl__srv_auth_free(srv_auth *a) {
     if (!a) return;
-    memset(a->t, 0, a->n * sizeof *a->t);
+    if (a->t) memset(a->t, 0, a->n * sizeof *a->t);
     evl_free(a->t);
     evl_free(a);
 }
