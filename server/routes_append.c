@@ -97,10 +97,19 @@ static void answer_err(const srv_rsp *r, int err, const char *stream, uint64_t e
         evl__srv_problem(r, code, slug, x, "%s", why ? why : evl_strerror(err));
 }
 
+/* A failure of the log itself (not of the request) is a fault: one line in
+ * the server's log the first time, not one per request. */
+static void note_fault(srv_worker *w, int err) {
+    if (err == EVL_EREADONLY || err == EVL_EIO || err == EVL_ECORRUPT || err >= EVL_ESYS_BASE)
+        if (atomic_exchange(&w->srv->last_fault, err) != err)
+            evl__srv_say(w->srv, "fault: the log refuses appends: %s", evl_strerror(err));
+}
+
 /* On the worker, from the mailbox. */
 static void appended_run(srv_worker *w, srv_msg *m) {
     append_ctx *c = (append_ctx *)m;
     w->inflight--;
+    note_fault(w, c->err);
     if (c->err == EVL_OK) {
         answer_ok(c);
     } else {

@@ -125,6 +125,7 @@ void evl__srv_proj_list(srv_req *q) {
 
 void evl__srv_proj_rebuild(srv_req *q) {
     if (known(q)) return;
+    evl__srv_say(q->rsp.w->srv, "rebuild of projection %s requested: not available yet", q->seg[1]);
     /* include/evlog/proj.h has no way yet to ask the engine for a rebuild
      * (evl_proj_rebuild() is being added with the replay issue). */
     evl__srv_problem(&q->rsp, 501, "not-implemented", json_pack("{s:s}", "projection", q->seg[1]),

@@ -127,6 +127,8 @@ struct evl_srv {
     _Atomic int stopping;
     _Atomic uint64_t n_conns;     /* open connections, all workers */
     _Atomic uint64_t last_head;   /* the head at the last commit notification */
+    _Atomic int last_fault;       /* the last append failure logged, so that a
+                                     read-only log says so once, not per request */
     srv_hist group_events;        /* events per group commit */
     int64_t started_ns;
     /* projection status cache for /metrics and /readyz (taken on the pool:
