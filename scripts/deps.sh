@@ -1,8 +1,12 @@
 #!/bin/sh
 # Install evlog's build and test dependencies from Debian packages (only what is missing).
+#   scripts/deps.sh [--bench]
 set -eu
 PKGS="build-essential cmake pkg-config liblmdb-dev libsqlite3-dev libmsgpack-dev libevent-dev
 libjansson-dev lmdb-utils sqlite3 curl python3 python3-msgpack"
+# `deps.sh --bench` adds what the benchmarks drive the server with (not
+# needed to build or test).
+[ "${1:-}" = "--bench" ] && PKGS="$PKGS wrk"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -9,6 +9,7 @@
  * start, stop, fault and rebuild on stderr, never one per request.
  */
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +85,13 @@ int main(int argc, char **argv) {
     o.srv.report = say;
     evl_proj_options po = {.dirs = o.dirs, .n_dirs = o.n_dirs, .no_builtin = o.no_builtin,
                            .report = say};
+    /* Every connection is a descriptor: take all the system allows rather
+     * than the usual soft limit of 1024, which is below --max-connections. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     /* A peer that closed its socket must be an error on write, not a signal. */
     signal(SIGPIPE, SIG_IGN);
     sigset_t set;
