@@ -183,6 +183,7 @@ static void send_buf(srv_sub *s, struct evbuffer *buf, size_t frames) {
 static int catch_up(srv_sub *s, uint64_t head) {
     srv_worker *w = s->w;
     size_t cap = w->srv->cfg.sse_buffer, queued = evl__srv_conn_queued(s->conn), frames = 0;
+    if (queued >= cap) return EVL_OK; /* its drain wakes it */
     evl_query q = {.stream = s->stream, .type = s->type, .category = s->category,
                    .from_position = s->pos + 1, .until_position = head};
     evl_iter *it;
