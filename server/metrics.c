@@ -176,6 +176,8 @@ static void text_run(srv_worker *w, srv_msg *msg) {
     evl_free(m);
 }
 
+/* A text job for the pool; NULL (answered 503) without memory.  Submitted
+ * by the caller; text_run() answers on the worker and frees it. */
 static mjob *mjob_new(srv_req *q, void (*work)(srv_job *), const char *ctype) {
     mjob *m = evl_calloc(1, sizeof *m);
     if (m && !(m->out = evbuffer_new())) {

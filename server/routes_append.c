@@ -134,6 +134,9 @@ static void appended(void *arg, const evl_append_result *res) {
     evl__srv_mail(c->rsp.w, &c->msg);
 }
 
+/* The context of one append, copied out of the batch (which the request
+ * frees).  The caller owns it until evl_log_append_async() accepts it; from
+ * then on the writer's callback hands it to appended_run(), which frees it. */
 static append_ctx *ctx_new(const srv_rsp *r, srv_batch *b) {
     append_ctx *c = evl_calloc(1, sizeof *c);
     if (!c) return NULL;

@@ -36,6 +36,8 @@ static void pjob_free(pjob *p) {
     evl_free(p);
 }
 
+/* A job for the pool; NULL (answered 503) without memory.  The caller fills
+ * it and submits it; its run() answers on the worker and frees it. */
 static pjob *pjob_new(srv_req *q, void (*work)(srv_job *), void (*run)(srv_worker *, srv_msg *)) {
     pjob *p = evl_calloc(1, sizeof *p);
     if (!p) {

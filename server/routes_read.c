@@ -44,7 +44,8 @@ static int page_add(page *p, const evl_event *ev) {
     return evl__srv_event_json(ev, p->json);
 }
 
-/* The URL of the next page: this one with from=NEXT. */
+/* The URL of the next page: this one with from=NEXT.  The caller frees it
+ * with evl_free(); NULL without memory (then the page has no link). */
 static char *next_link(srv_req *q, uint64_t next) {
     struct evbuffer *b = evbuffer_new();
     if (!b) return NULL;

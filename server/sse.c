@@ -350,6 +350,7 @@ void evl__srv_sse_tick(srv_worker *w, int64_t now) {
 
 /* ------------------------------------------------------------- handler */
 
+/* A copy of parameter @p name that the caller frees with evl_free(), or NULL. */
 static char *dup_param(srv_req *q, const char *name) {
     const char *v = evl__srv_param(q, name);
     if (!v) return NULL;
