@@ -191,9 +191,17 @@ static int bind_all(evl_srv *srv, int *fds, int *loopback, char *err, size_t err
         snprintf(err, errlen, "--listen %s: %s", srv->cfg.listen, gai_strerror(g));
         return EVL_EINVAL;
     }
+    /* "localhost" and "" resolve to both families: take IPv4 when offered,
+     * so that 127.0.0.1 clients reach it whatever order gai.conf gives. */
+    const struct addrinfo *pick = ai;
+    for (const struct addrinfo *a = ai; a; a = a->ai_next)
+        if (a->ai_family == AF_INET) {
+            pick = a;
+            break;
+        }
     struct sockaddr_storage ss;
-    socklen_t len = (socklen_t)ai->ai_addrlen;
-    memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+    socklen_t len = (socklen_t)pick->ai_addrlen;
+    memcpy(&ss, pick->ai_addr, pick->ai_addrlen);
     freeaddrinfo(ai);
     struct sockaddr *sa = (struct sockaddr *)&ss;
     int probe, rc = bind_one(sa, len, 0, &probe);
