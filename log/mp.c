@@ -126,6 +126,11 @@ int evl_utf8_valid(const char *str, size_t len) {
 /* The stack holds, per open container, how many elements are still to come;
  * for maps it counts keys and values separately so an even count means "a
  * key is next". */
+/* Internal scan flag: check that strings are UTF-8.  The pre-scan always
+ * does; skipping over a value already accepted (a stored record, whose CRC
+ * guards it) need not pay for it again. */
+#define SCAN_UTF8 0x100
+
 typedef struct scan_level {
     uint64_t left;
     int is_map;
@@ -142,7 +147,8 @@ static int scan(evl_mp *m, int max_depth, int flags, int *depth_hit) {
         int rc = evl_mp_read(m, &v);
         if (rc) return rc;
         if (want_key && (flags & EVL_MP_STRING_KEYS) && v.kind != EVL_MP_STR) return EVL_EMSGPACK;
-        if (v.kind == EVL_MP_STR && !evl_utf8_valid(v.v.s.ptr, v.v.s.len)) return EVL_EUTF8;
+        if (v.kind == EVL_MP_STR && (flags & SCAN_UTF8) && !evl_utf8_valid(v.v.s.ptr, v.v.s.len))
+            return EVL_EUTF8;
         if (depth > 0) st[depth - 1].left--;
         if ((v.kind == EVL_MP_ARRAY || v.kind == EVL_MP_MAP) && v.v.n > 0) {
             if (depth >= max_depth) { *depth_hit = 1; return EVL_EDEPTH; }
@@ -161,7 +167,7 @@ static int scan(evl_mp *m, int max_depth, int flags, int *depth_hit) {
 int evl_mp_check(const void *buf, size_t len, int max_depth, int flags, size_t *bad_offset) {
     evl_mp m = {buf, (const uint8_t *)buf + len};
     int hit;
-    int rc = scan(&m, max_depth, flags, &hit);
+    int rc = scan(&m, max_depth, flags | SCAN_UTF8, &hit);
     if (rc == EVL_OK && m.p != m.end) rc = EVL_EMSGPACK; /* trailing bytes */
     if (rc && bad_offset) *bad_offset = (size_t)(m.p - (const uint8_t *)buf);
     return rc;

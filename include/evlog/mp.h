@@ -63,7 +63,9 @@ int evl_mp_check(const void *buf, size_t len, int max_depth, int flags, size_t *
  * header; their elements follow).  @return EVL_OK or #EVL_EMSGPACK. */
 int evl_mp_read(evl_mp *m, evl_mp_val *v);
 
-/** @brief Skip one whole value (with its elements).  Bounded by @p max_depth.
+/** @brief Skip one whole value (with its elements).  Bounded by @p max_depth
+ * and by the buffer, but strings are not checked for UTF-8: use it on
+ * values evl_mp_check() has accepted.
  * @return EVL_OK, #EVL_EMSGPACK or #EVL_EDEPTH. */
 int evl_mp_skip(evl_mp *m, int max_depth);
 
