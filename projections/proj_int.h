@@ -6,6 +6,7 @@
 #include <sqlite3.h>
 
 #include "common/common_int.h"
+#include "evlog/mp.h"
 #include "evlog/proj.h"
 
 /* Where a parameter's value comes from. */
@@ -58,5 +59,168 @@ int evl__proj_authorizer(void *arg, int action, const char *a, const char *b, co
 int evl__proj_read_checkpoint(sqlite3 *db, uint64_t *pos, char hash[17], uint64_t *applied);
 /* Bind one msgpack value read at m to parameter i. */
 int evl__proj_bind_mp(sqlite3_stmt *st, int i, const uint8_t *p, const uint8_t *end);
+
+
+/* ------------------------------------------------------------ engine internals
+ * Shared by engine.c (threads, batches, set-up), plan.c (the spec compiled
+ * into lookup tables, and binding), jsontext.c (msgpack -> JSON text) and
+ * status.c (status, waits). */
+/* ------------------------------------------------------------ the plan
+ *
+ * At set-up each projector turns its spec into lookup tables, so that an
+ * event costs one hash probe to find its handlers, one pass over its data
+ * map to find every field its statements bind, and no allocation:
+ * - types: event type -> the handlers to run, in file order (the `@on *`
+ *   handlers merged in), and the wildcard list for every other type;
+ * - keys: each distinct `:field` (and `$field`) gets a slot; one walk of
+ *   the event's map fills the slots, and a parameter binds from its slot. */
+
+typedef struct buf { char *p; size_t len, cap; } buf;
+
+/* An open-addressing set of names: name -> index (0..n-1), -1 when absent. */
+typedef struct nametab {
+    uint32_t mask;          /* table size - 1 (a power of two), 0 when empty */
+    int32_t *tab;
+    const char **name;      /* per index, borrowed from the spec */
+    uint32_t *len;
+    uint32_t n;
+} nametab;
+
+typedef struct plan {
+    nametab types;          /* the @on types */
+    uint32_t *tfirst, *tn;  /* per type: its handlers are hlist[tfirst .. tfirst + tn) */
+    uint32_t *hlist;
+    uint32_t wfirst, wn;    /* the wildcard handlers: what any other type runs */
+    nametab data, meta;     /* :field and $field names -> slots */
+    const uint8_t **dval, **mval; /* per event: where each slot's value starts, or NULL */
+    int32_t ***slot;        /* [handler][statement][param]: slot of a P_DATA / P_META param */
+    uint8_t *need_data, *need_meta; /* per handler: does it bind a :field / $field? */
+    uint64_t *dmask, *mmask;    /* per handler: the slots it binds (when there are at most 64) */
+    buf *json;              /* per parameter index: JSON text bound SQLITE_STATIC */
+    size_t n_json;
+    /* @time text: the date and time of day change once a second, so keep
+     * them and rewrite only the milliseconds. */
+    int64_t t_sec;
+    char t_text[40];
+    int t_len, t_prefix;    /* t_prefix: bytes before the ".mmm" */
+    int t_valid;
+} plan;
+
+typedef struct proj {
+    evl_proj_engine *eng;
+    evl_proj_spec *spec;
+    char *path;
+    pthread_t thread;
+    int started;
+    /* Shared, under eng->mu. */
+    evl_proj_state state;
+    int rebuilding;
+    uint64_t checkpoint, applied;
+    uint64_t fault_pos;
+    char *fault_type, *error;
+    pthread_cond_t cv;          /* the checkpoint moved (or the projection faulted) */
+    /* Thread-private. */
+    sqlite3 *db;
+    sqlite3_stmt ***stmts;      /* [handler][statement] */
+    sqlite3_stmt *cp_update;
+    sqlite3_stmt *st_begin, *st_commit, *st_rollback; /* prepared once: a batch of one event
+                                                          should not parse SQL three times */
+    double seen_matched, seen_span; /* moving sums: events matched / positions covered */
+    plan plan;                  /* lookup tables built from the spec */
+} proj;
+
+struct evl_proj_engine {
+    evl_log *log;
+    evl_proj_options opt;
+    char *dir;
+    pthread_mutex_t mu;
+    pthread_cond_t wake;        /* the log's head moved, or stop */
+    int stop;
+    proj *projs;
+    size_t n;
+};
+
+static inline char *evl__proj_strdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = evl_malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+/* evl_mp_read() with the shapes events are made of (small integers, short
+ * strings, doubles, nil, booleans, small containers) decoded inline: it runs
+ * for every key and value an event binds, and the call costs more than the
+ * decoding.  Same checks, same results; anything else goes to evl_mp_read(). */
+static inline int evl__proj_mp_next(evl_mp *m, evl_mp_val *v) {
+    const uint8_t *p = m->p;
+    if (EVL_UNLIKELY(p >= m->end)) return EVL_EMSGPACK;
+    uint8_t b = *p;
+    size_t left = (size_t)(m->end - p) - 1;
+    if (b <= 0x7f) { v->kind = EVL_MP_UINT; v->v.u = b; m->p = p + 1; return EVL_OK; }
+    if (b >= 0xe0) { v->kind = EVL_MP_INT; v->v.i = (int8_t)b; m->p = p + 1; return EVL_OK; }
+    if (b >= 0xa0 && b <= 0xbf) {
+        uint32_t n = b & 0x1f;
+        if (n > left) return EVL_EMSGPACK;
+        v->kind = EVL_MP_STR; v->v.s.ptr = (const char *)p + 1; v->v.s.len = n;
+        m->p = p + 1 + n;
+        return EVL_OK;
+    }
+    if (b <= 0x8f) { /* fixmap */
+        uint32_t n = b & 0x0f;
+        if ((uint64_t)n * 2 > left) return EVL_EMSGPACK;
+        v->kind = EVL_MP_MAP; v->v.n = n; m->p = p + 1;
+        return EVL_OK;
+    }
+    if (b <= 0x9f) { /* fixarray */
+        uint32_t n = b & 0x0f;
+        if (n > left) return EVL_EMSGPACK;
+        v->kind = EVL_MP_ARRAY; v->v.n = n; m->p = p + 1;
+        return EVL_OK;
+    }
+    if (b == 0xc0) { v->kind = EVL_MP_NIL; m->p = p + 1; return EVL_OK; }
+    if (b == 0xc2 || b == 0xc3) { v->kind = EVL_MP_BOOL; v->v.b = b == 0xc3; m->p = p + 1; return EVL_OK; }
+    if (b >= 0xcb && b <= 0xd3) { /* float64, uint8..64, int8..64 */
+        size_t n = b == 0xcb ? 8 : (size_t)1 << ((b - 0xcc) & 3);
+        if (left < n) return EVL_EMSGPACK;
+        uint64_t u = 0;
+        for (size_t i = 1; i <= n; i++) u = (u << 8) | p[i];
+        m->p = p + 1 + n;
+        if (b == 0xcb) { v->kind = EVL_MP_FLOAT; memcpy(&v->v.f, &u, sizeof u); }
+        else if (b <= 0xcf) { v->kind = EVL_MP_UINT; v->v.u = u; }
+        else {
+            int64_t i = n == 1 ? (int8_t)u : n == 2 ? (int16_t)u : n == 4 ? (int32_t)u : (int64_t)u;
+            if (i >= 0) { v->kind = EVL_MP_UINT; v->v.u = (uint64_t)i; }
+            else { v->kind = EVL_MP_INT; v->v.i = i; }
+        }
+        return EVL_OK;
+    }
+    if (b == 0xd9 && left >= 1) { /* str8 */
+        uint32_t n = p[1];
+        if (n > left - 1) return EVL_EMSGPACK;
+        v->kind = EVL_MP_STR; v->v.s.ptr = (const char *)p + 2; v->v.s.len = n;
+        m->p = p + 2 + n;
+        return EVL_OK;
+    }
+    return evl_mp_read(m, v);
+}
+
+
+/* plan.c */
+typedef struct ev_ctx {
+    const evl_event *ev;
+    const char *time;
+    int time_len;
+    char id[37];
+    int have_id;
+} ev_ctx;
+int evl__proj_bind_all(plan *pl, sqlite3_stmt *st, const spec_stmt *ss, const int32_t *slot, ev_ctx *c);
+int evl__proj_plan_build(plan *pl, const evl_proj_spec *sp);
+void evl__proj_plan_free(plan *pl, const evl_proj_spec *sp);
+const uint32_t *evl__proj_handlers_for(const plan *pl, const char *type, size_t len, uint32_t *n);
+void evl__proj_index_map(const nametab *t, const uint8_t **val, const uint8_t *map, size_t len, uint64_t want);
+
+/* jsontext.c: the map or array at m as JSON text appended to b. */
+enum { JW_OK, JW_INVALID, JW_OTHER, JW_NOMEM };
+int evl__proj_json_text(buf *b, evl_mp *m, int depth);
 
 #endif
