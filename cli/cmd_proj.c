@@ -176,12 +176,14 @@ static int file_status(cli *c, session *s, json_t *list) {
             char path[8192], err[256];
             json_t *res = NULL, *tabs = NULL;
             snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name);
-            if (evl_proj_query_file(path, "SELECT projection, position, spec_hash, events_applied FROM _evl_checkpoint",
+            if (evl_proj_query_file(path, "SELECT projection, position, spec_hash, events_applied, fault_position, fault_type, error"
+                                    " FROM _evl_checkpoint",
                                     NULL, NULL, &res, err, sizeof err) == EVL_OK) {
                 json_t *row = json_array_get(json_object_get(res, "rows"), 0);
                 json_int_t cp = json_integer_value(json_array_get(row, 1));
+                int faulted = json_is_string(json_array_get(row, 6));
                 json_t *o = json_pack("{s:O,s:s,s:I,s:I,s:I,s:I,s:O,s:o}", "name", json_array_get(row, 0),
-                                      "state", (uint64_t)cp >= head ? "live" : "catching_up", "checkpoint", cp,
+                                      "state", faulted ? "faulted" : (uint64_t)cp >= head ? "live" : "catching_up", "checkpoint", cp,
                                       "head", (json_int_t)head, "lag", (json_int_t)(head > (uint64_t)cp ? head - (uint64_t)cp : 0),
                                       "events_applied", json_integer_value(json_array_get(row, 3)),
                                       "spec_hash", json_array_get(row, 2), "tables", json_object());
@@ -201,6 +203,11 @@ static int file_status(cli *c, session *s, json_t *list) {
                     }
                 }
                 json_decref(tabs);
+                if (faulted) {
+                    json_object_set(o, "fault_position", json_array_get(row, 4));
+                    json_object_set(o, "fault_type", json_array_get(row, 5));
+                }
+                json_object_set(o, "error", json_array_get(row, 6));
                 json_array_append_new(list, o);
             }
             json_decref(res);

@@ -102,6 +102,17 @@ static void set_fault(proj *p, uint64_t pos, const char *type, const char *msg) 
     p->error = evl__proj_strdup(msg);
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&e->mu);
+    /* Record it in the file too, so that other processes (evlog projections
+     * beside a running evlogd) see why the projection stopped. */
+    sqlite3_stmt *st;
+    if (p->db && sqlite3_prepare_v2(p->db, "UPDATE _evl_checkpoint SET fault_position = ?1, fault_type = ?2,"
+                                           " error = ?3 WHERE id = 1", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)pos);
+        if (type && *type) sqlite3_bind_text(st, 2, type, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 3, msg, -1, SQLITE_TRANSIENT);
+        sqlite3_step(st);
+        sqlite3_finalize(st);
+    }
     report(e, "projection %s faulted at position %llu (%s): %s", p->spec->name,
            (unsigned long long)pos, p->fault_type ? p->fault_type : "?", msg);
 }
@@ -308,8 +319,9 @@ static int create_schema(proj *p, char *err, size_t errlen) {
     snprintf(sql, sizeof sql,
              "CREATE TABLE _evl_checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), projection TEXT NOT NULL,"
              " position INTEGER NOT NULL, spec_hash TEXT NOT NULL, events_applied INTEGER NOT NULL,"
-             " updated_at TEXT);"
-             "INSERT INTO _evl_checkpoint VALUES (1, '%s', 0, '%s', 0, NULL);",
+             " updated_at TEXT, fault_position INTEGER, fault_type TEXT, error TEXT);"
+             "INSERT INTO _evl_checkpoint (id, projection, position, spec_hash, events_applied)"
+             " VALUES (1, '%s', 0, '%s', 0);",
              p->spec->name, p->spec->hash);
     if (exec(p->db, p->spec->ddl, err, errlen) != SQLITE_OK || exec(p->db, sql, err, errlen) != SQLITE_OK ||
         exec(p->db, "COMMIT", err, errlen) != SQLITE_OK) {

@@ -88,6 +88,23 @@ run "$EVLOG" --data "$D" query mine "SELECT count(*) FROM jobs" --json; expect 0
 run "$EVLOG" --data "$D" projections --json; expect 0 "projections beside evlogd"
 [ "$(json "[(p['name'], p['state'], p['checkpoint'], p['tables']) for p in d if p['name'] == 'mine']")" = \
   "[('mine', 'live', 4, {'jobs': 3})]" ] || fail "projections beside evlogd: $OUT"
+# a fault in evlogd's projector shows in the files: NOT NULL model missing
+cat >"$T/specs/strict.sql" <<'SQL'
+-- @projection strict
+CREATE TABLE jobs (id TEXT PRIMARY KEY, model TEXT NOT NULL);
+-- @on JobQueued
+INSERT INTO jobs VALUES (:id, :model);
+SQL
+kill -TERM "$DPID"; wait "$DPID" || fail "evlogd exit status $?"; DPID=""
+run "$EVLOG" --data "$D" append job-7 JobQueued '{"id":"7"}'; expect 0 "append without model"
+"$EVLOGD" --data "$D" --projections "$T/specs" --no-builtin 2>"$T/evlogd.err" &
+DPID=$!
+for _ in $(seq 100); do grep -q "strict faulted" "$T/evlogd.err" && break; sleep 0.1; done
+grep -q "projection strict faulted at position 5 (JobQueued): .*NOT NULL constraint failed: jobs.model" "$T/evlogd.err" \
+    || fail "fault line: $(cat "$T/evlogd.err")"
+run "$EVLOG" --data "$D" projections --json; expect 0 "projections with a fault"
+[ "$(json "[(p['state'], p['fault_position'], p['fault_type']) for p in d if p['name'] == 'strict']")" = \
+  "[('faulted', 5, 'JobQueued')]" ] || fail "faulted status from the file: $OUT"
 kill -TERM "$DPID"
 wait "$DPID" || fail "evlogd exit status $?"
 DPID=""
