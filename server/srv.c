@@ -204,7 +204,7 @@ static int bind_all(evl_srv *srv, int *fds, int *loopback, char *err, size_t err
     memcpy(&ss, pick->ai_addr, pick->ai_addrlen);
     freeaddrinfo(ai);
     struct sockaddr *sa = (struct sockaddr *)&ss;
-    int probe, rc = bind_one(sa, len, 0, &probe);
+    int probe = -1, rc = bind_one(sa, len, 0, &probe);
     if (rc) {
         snprintf(err, errlen, "cannot listen on %s: %s", srv->cfg.listen, evl_strerror(rc));
         return rc;
