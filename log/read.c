@@ -143,7 +143,7 @@ fail:
 
 /* Position the source cursor on its first entry (in iteration order) and
  * return the position it names, or 0 at the end. */
-static int src_first(evl_iter *it, uint64_t *pos) {
+static int src_first(evl_iter *it, uint64_t *pos, MDB_val *rec) {
     MDB_val k, v;
     uint8_t pk[8];
     int rc;
@@ -158,7 +158,7 @@ static int src_first(evl_iter *it, uint64_t *pos) {
             else if (rc == 0 && evl__get_be64(k.mv_data) > it->hi)
                 rc = mdb_cursor_get(it->cur, &k, &v, MDB_PREV);
         }
-        if (rc == 0) *pos = evl__get_be64(k.mv_data);
+        if (rc == 0) { *pos = evl__get_be64(k.mv_data); *rec = v; }
         return rc;
     case SRC_STREAM: {
         /* entries are (revision, position) under the stream's key */
@@ -204,13 +204,13 @@ static int src_first(evl_iter *it, uint64_t *pos) {
     }
 }
 
-static int src_next(evl_iter *it, uint64_t *pos) {
+static int src_next(evl_iter *it, uint64_t *pos, MDB_val *rec) {
     MDB_val k, v;
     int rc;
     switch (it->src) {
     case SRC_ALL:
         rc = mdb_cursor_get(it->cur, &k, &v, it->backward ? MDB_PREV : MDB_NEXT);
-        if (rc == 0) *pos = evl__get_be64(k.mv_data);
+        if (rc == 0) { *pos = evl__get_be64(k.mv_data); *rec = v; }
         return rc;
     case SRC_STREAM:
         rc = mdb_cursor_get(it->cur, &k, &v, it->backward ? MDB_PREV_DUP : MDB_NEXT_DUP);
@@ -227,7 +227,8 @@ int evl_iter_next(evl_iter *it, evl_event *ev) {
     for (;;) {
         if (it->done || (it->limit && it->count >= it->limit)) return EVL_END;
         uint64_t pos = 0;
-        int rc = it->started ? src_next(it, &pos) : src_first(it, &pos);
+        MDB_val v = {0, NULL}; /* the record itself, when the source is the events table */
+        int rc = it->started ? src_next(it, &pos, &v) : src_first(it, &pos, &v);
         it->started = 1;
         if (rc == MDB_NOTFOUND) { it->done = 1; return EVL_END; }
         if (rc) { it->done = 1; return evl__lmdb_err(rc); }
@@ -241,11 +242,7 @@ int evl_iter_next(evl_iter *it, evl_event *ev) {
             if (!it->backward) { it->done = 1; return EVL_END; }
             continue;
         }
-        MDB_val v;
-        if (it->src == SRC_ALL) {
-            MDB_val k;
-            if ((rc = mdb_cursor_get(it->cur, &k, &v, MDB_GET_CURRENT))) return evl__lmdb_err(rc);
-        } else {
+        if (it->src != SRC_ALL) {
             uint8_t pk[8];
             evl__put_be64(pk, pos);
             MDB_val k = {8, pk};
