@@ -27,7 +27,16 @@ start() {
     echo "evlogd did not start: $(cat "$D/err-$1")" >&2
     exit 1
 }
-stop() { kill "$PID"; wait "$PID" || true; PID=""; }
+stop() {
+    kill "$PID"
+    for _ in $(seq 200); do kill -0 "$PID" 2>/dev/null || break; sleep 0.05; done
+    if kill -0 "$PID" 2>/dev/null; then
+        echo "evlogd did not stop within 10 s of SIGTERM: $(cat "$D"/err-*)" >&2
+        kill -9 "$PID"
+    fi
+    wait "$PID" || true
+    PID=""
+}
 
 echo "== appends, 64 connections, sync $SYNC, ${SECS}s each ($(nproc) CPUs)"
 start single
