@@ -31,6 +31,20 @@ def test_append_one_and_idempotent_repeat():
         fail("the repeat wrote an event: %r" % r.json())
 
 
+def test_id_conflicts():
+    eid, other = str(uuid.uuid4()), str(uuid.uuid4())
+    expect(S.append("idc-1", {"type": "A", "id": eid}), 201, "first")
+    p = expect_problem(S.append("idc-2", {"type": "A", "id": eid}), 409, "same id, other stream", "id-conflict")
+    if p.get("stream") != "idc-2":
+        fail("409 %r" % p)
+    expect_problem(S.append("idc-1", [{"type": "A", "id": eid}, {"type": "A", "id": other}]), 409,
+                   "repeated and new ids in one batch", "id-conflict")
+    expect_problem(S.append("idc-1", [{"type": "A", "id": other}, {"type": "B", "id": other}]), 400,
+                   "one id twice in a batch", "invalid-event")
+    if len(S.get("/streams/idc-1").json()["events"]) != 1:
+        fail("a refused batch wrote")
+
+
 def test_append_array_and_expected_revision():
     evs = [{"type": "T%d" % i, "data": {"i": i}} for i in range(5)]
     r = expect(S.append("batch-1", evs, expected="no_stream"), 201, "array")
@@ -241,7 +255,7 @@ def main():
     global S
     S = Server("--no-builtin")
     try:
-        run([test_append_one_and_idempotent_repeat, test_append_array_and_expected_revision,
+        run([test_append_one_and_idempotent_repeat, test_id_conflicts, test_append_array_and_expected_revision,
              test_append_400_names_the_problem, test_append_multi_stream_is_atomic, test_msgpack_in_and_out,
              test_read_paging_follows_next_to_the_end, test_read_errors_and_single_events, test_routing,
              test_keep_alive_and_pipelining])
