@@ -93,17 +93,12 @@ static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen) {
 
 static void set_fault(proj *p, uint64_t pos, const char *type, const char *msg) {
     evl_proj_engine *e = p->eng;
-    pthread_mutex_lock(&e->mu);
-    p->state = EVL_PROJ_FAULTED;
-    p->fault_pos = pos;
-    evl_free(p->fault_type);
-    evl_free(p->error);
-    p->fault_type = type && *type ? evl__proj_strdup(type) : NULL;
-    p->error = evl__proj_strdup(msg);
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&e->mu);
-    /* Record it in the file too, so that other processes (evlog projections
-     * beside a running evlogd) see why the projection stopped. */
+    /* Report and record first: whoever a waiter wakes (evl_proj_wait returns
+     * EVL_EFAULTED) finds the fault already said and in the file. */
+    report(e, "projection %s faulted at position %llu (%s): %s", p->spec->name,
+           (unsigned long long)pos, type && *type ? type : "?", msg);
+    /* In the file too, so that other processes (evlog projections beside a
+     * running evlogd) see why the projection stopped. */
     sqlite3_stmt *st;
     if (p->db && sqlite3_prepare_v2(p->db, "UPDATE _evl_checkpoint SET fault_position = ?1, fault_type = ?2,"
                                            " error = ?3 WHERE id = 1", -1, &st, NULL) == SQLITE_OK) {
@@ -113,8 +108,15 @@ static void set_fault(proj *p, uint64_t pos, const char *type, const char *msg) 
         sqlite3_step(st);
         sqlite3_finalize(st);
     }
-    report(e, "projection %s faulted at position %llu (%s): %s", p->spec->name,
-           (unsigned long long)pos, p->fault_type ? p->fault_type : "?", msg);
+    pthread_mutex_lock(&e->mu);
+    p->state = EVL_PROJ_FAULTED;
+    p->fault_pos = pos;
+    evl_free(p->fault_type);
+    evl_free(p->error);
+    p->fault_type = type && *type ? evl__proj_strdup(type) : NULL;
+    p->error = evl__proj_strdup(msg);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&e->mu);
 }
 
 /* ------------------------------------------------------------ reading the log
