@@ -7,12 +7,45 @@
 #ifndef EVLOG_BENCH_H
 #define EVLOG_BENCH_H
 
+#include <errno.h>
+#include <ftw.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* -------------------------------------------------------- scratch dirs */
+
+static inline int bench_rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    if (remove(path) != 0 && errno != ENOENT)
+        fprintf(stderr, "bench: cannot remove %s: %s\n", path, strerror(errno));
+    return 0;
+}
+
+/** @brief Remove @p dir and everything under it (no-op for NULL or ""). */
+static inline void bench_rm_rf(const char *dir)
+{
+    if (dir && *dir)
+        nftw(dir, bench_rm_cb, 32, FTW_DEPTH | FTW_PHYS);
+}
+
+/** @brief mkdtemp "BASE/evlog-bench-XXXXXX" into @p out; on failure out is ""
+ * and -1 is returned (the reason printed). */
+static inline int bench_make_rundir(char *out, size_t n, const char *base)
+{
+    snprintf(out, n, "%s/evlog-bench-XXXXXX", base);
+    if (!mkdtemp(out)) {
+        fprintf(stderr, "bench: mkdtemp %s: %s\n", out, strerror(errno));
+        out[0] = 0;
+        return -1;
+    }
+    return 0;
+}
 
 /* ------------------------------------------------------------------ clock */
 

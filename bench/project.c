@@ -111,30 +111,9 @@ static void set_err(char *dst, size_t n, const char *fmt, ...)
     va_end(ap);
 }
 
-static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    if (remove(path) != 0 && errno != ENOENT)
-        fprintf(stderr, "bench: cannot remove %s: %s\n", path, strerror(errno));
-    return 0;
-}
+static void rm_rf(const char *dir) { bench_rm_rf(dir); }
 
-static void rm_rf(const char *dir)
-{
-    if (dir && *dir)
-        nftw(dir, rm_cb, 32, FTW_DEPTH | FTW_PHYS);
-}
-
-static int make_rundir(void)
-{
-    snprintf(g_rundir, sizeof g_rundir, "%s/evlog-bench-XXXXXX", opt.tmpbase);
-    if (!mkdtemp(g_rundir)) {
-        fprintf(stderr, "bench: mkdtemp %s: %s\n", g_rundir, strerror(errno));
-        g_rundir[0] = 0;
-        return -1;
-    }
-    return 0;
-}
+static int make_rundir(void) { return bench_make_rundir(g_rundir, sizeof g_rundir, opt.tmpbase); }
 
 static void drop_rundir(void)
 {
