@@ -250,6 +250,8 @@ int evl_log_stats_get(evl_log *log, evl_log_stats *st) {
     st->appended_bytes = atomic_load(&log->n_bytes);
     st->conflicts = atomic_load(&log->n_conflicts);
     st->syncs = atomic_load(&log->n_syncs);
+    for (int b = 0; b <= EVL_COMMIT_BUCKETS; b++) st->commit_us[b] = atomic_load(&log->commit_us[b]);
+    st->commit_us_sum = atomic_load(&log->commit_us_sum);
     pthread_mutex_lock(&log->mu);
     st->read_only_error = log->ro_error;
     pthread_mutex_unlock(&log->mu);

@@ -373,7 +373,14 @@ static int run_txn(evl_log *log, evl_req **reqs, size_t n, msgpack_sbuffer *rec,
         mdb_txn_abort(g.txn);
         return EVL_OK;
     }
+    int64_t t0 = evl__mono_ns();
     rc = mdb_txn_commit(g.txn);
+    uint64_t us = (uint64_t)(evl__mono_ns() - t0) / 1000;
+    static const uint64_t bounds[EVL_COMMIT_BUCKETS] = EVL_COMMIT_BOUNDS_US;
+    int b = 0;
+    while (b < EVL_COMMIT_BUCKETS && us > bounds[b]) b++;
+    atomic_fetch_add(&log->commit_us[b], 1);
+    atomic_fetch_add(&log->commit_us_sum, us);
     atomic_fetch_add(&log->n_commits, 1);
     if (log->opt.sync == EVL_SYNC_FULL) atomic_fetch_add(&log->n_syncs, 1);
     if (rc) {

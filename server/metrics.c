@@ -8,6 +8,7 @@
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "server/srv_int.h"
 
@@ -141,6 +142,21 @@ static void metrics_work(srv_job *j) {
     scalar(b, "evlog_log_map_bytes", "gauge", "LMDB map size, bytes.", ls.map_size);
     scalar(b, "evlog_log_read_only", "gauge", "1 after a failed sync made the log refuse appends.",
            ls.read_only_error != 0);
+    {   /* the log's own commit durations (LMDB commit with its fsync) */
+        static const uint64_t cb[EVL_COMMIT_BUCKETS] = EVL_COMMIT_BOUNDS_US;
+        srv_hist ch;
+        memset(&ch, 0, sizeof ch);
+        uint64_t cnt = 0;
+        for (int i = 0; i <= EVL_COMMIT_BUCKETS; i++) {
+            atomic_store_explicit(&ch.bucket[i], ls.commit_us[i], memory_order_relaxed);
+            cnt += ls.commit_us[i];
+        }
+        atomic_store_explicit(&ch.count, cnt, memory_order_relaxed);
+        atomic_store_explicit(&ch.sum, ls.commit_us_sum, memory_order_relaxed);
+        const srv_hist *chp = &ch;
+        hist(b, "evlog_group_commit_duration_seconds", "LMDB commit of a group, with its fsync.",
+             cb, EVL_COMMIT_BUCKETS, &chp, 1, 1e-6);
+    }
     const srv_hist *g = &srv->group_events;
     hist(b, "evlog_group_commit_events", "Events made durable per group commit.",
          evl__srv_size_bounds, SRV_SIZE_BUCKETS, &g, 1, 1.0);

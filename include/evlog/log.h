@@ -260,6 +260,12 @@ void evl_log_unwatch(evl_log *log, evl_commit_cb cb, void *arg);
 
 /* ------------------------------------------------------------ inspection */
 
+/** Commit-duration histogram: upper bounds in microseconds of its buckets
+ * (the last bucket, one more, is +Inf). */
+#define EVL_COMMIT_BUCKETS 14
+#define EVL_COMMIT_BOUNDS_US {100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, \
+                              100000, 250000, 500000, 1000000, 2500000}
+
 typedef struct evl_log_stats {
     uint64_t head;             /**< last position */
     uint64_t streams;          /**< streams with events */
@@ -277,6 +283,9 @@ typedef struct evl_log_stats {
     uint64_t appended_bytes;
     uint64_t conflicts;
     uint64_t syncs;            /**< fsyncs made by the writer (commit or flush) */
+    uint64_t commit_us[EVL_COMMIT_BUCKETS + 1]; /**< commits per duration bucket (LMDB
+                                                     commit with its fsync; not cumulative) */
+    uint64_t commit_us_sum;    /**< total commit time, microseconds */
     int read_only_error;       /**< non-zero: the failure that made the log read-only */
 } evl_log_stats;
 

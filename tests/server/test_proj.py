@@ -152,6 +152,14 @@ def test_metrics_and_readiness():
             fail("metrics lack %s" % needle)
     if S.metric("evlog_append_duration_seconds_count") < 30:
         fail("append histogram count")
+    # every commit of the log lands in the commit-duration histogram
+    if "# TYPE evlog_group_commit_duration_seconds histogram" not in text:
+        fail("metrics lack the commit-duration histogram")
+    commits = S.metric("evlog_commits_total")
+    if not commits or S.metric("evlog_group_commit_duration_seconds_count") != commits:
+        fail("commit histogram count %r vs commits %r" % (S.metric("evlog_group_commit_duration_seconds_count"), commits))
+    if S.metric('evlog_group_commit_duration_seconds_bucket{le="+Inf"}') != commits:
+        fail("commit histogram +Inf bucket")
     if S.metric("evlog_head_position") != S.get("/events?limit=1").json()["head"]:
         fail("head metric")
     expect(S.get("/readyz"), 200, "ready")
