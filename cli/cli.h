@@ -99,6 +99,10 @@ const char *cli_rev_name(uint64_t rev, char buf[24]);
 /* Install SIGINT/SIGTERM handlers that set *c->stop. */
 void cli_catch_signals(cli *c);
 
+/* The spec that builds projection NAME (built-ins, then --projections), or
+ * NULL; the caller frees it with evl_proj_spec_free() (cli/cmd_proj.c). */
+struct evl_proj_spec *cli_find_spec(cli *c, const char *name);
+
 /* ---- commands */
 
 int cmd_append(cli *c, const cli_command *cmd, int argc, char **argv);
@@ -108,6 +112,7 @@ int cmd_tail(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_export(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_verify(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_stats(cli *c, const cli_command *cmd, int argc, char **argv);
+int cmd_replay(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_backup(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_query(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_projections(cli *c, const cli_command *cmd, int argc, char **argv);

@@ -27,42 +27,12 @@ static int on_progress(void *arg, uint64_t done, uint64_t total)
     return 0;
 }
 
-/* The hash of the spec that would build projection @p name now, or "" when
- * no spec of that name is loaded.  The first one found wins, built-ins
- * first, as in the engine (a later duplicate is skipped there). */
+/* The hash of the spec that would build projection @p name now, or "". */
 static void current_hash(cli *c, const char *name, char out[17])
 {
-    out[0] = 0;
-    size_t nb;
-    const evl_proj_builtin *b = evl_proj_builtins(&nb);
-    char err[256];
-    for (size_t i = 0; !c->no_builtin && i < nb; i++) {
-        evl_proj_spec *sp;
-        if (evl_proj_spec_parse(b[i].text, b[i].len, b[i].file, &sp, err, sizeof err) == EVL_OK) {
-            if (!out[0] && !strcmp(evl_proj_spec_name(sp), name)) snprintf(out, 17, "%s", evl_proj_spec_hash(sp));
-            evl_proj_spec_free(sp);
-        }
-    }
-    for (size_t d = 0; d < c->n_proj_dirs; d++) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s.sql", c->proj_dirs[d], name);
-        FILE *f = fopen(path, "rb");
-        if (!f) continue;
-        char *text = NULL;
-        size_t len = 0;
-        FILE *m = open_memstream(&text, &len);
-        char chunk[8192];
-        size_t r;
-        while ((r = fread(chunk, 1, sizeof chunk, f)) > 0) fwrite(chunk, 1, r, m);
-        fclose(f);
-        fclose(m);
-        evl_proj_spec *sp;
-        if (evl_proj_spec_parse(text, len, path, &sp, err, sizeof err) == EVL_OK) {
-            if (!out[0] && !strcmp(evl_proj_spec_name(sp), name)) snprintf(out, 17, "%s", evl_proj_spec_hash(sp));
-            evl_proj_spec_free(sp);
-        }
-        free(text);
-    }
+    evl_proj_spec *sp = cli_find_spec(c, name);
+    snprintf(out, 17, "%s", sp ? evl_proj_spec_hash(sp) : "");
+    evl_proj_spec_free(sp);
 }
 
 /* Each projection file: its checkpoint must not be ahead of the log (that

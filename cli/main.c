@@ -48,6 +48,11 @@ static const cli_command commands[] = {
      "  --json              print {\"columns\":[...],\"rows\":[[...]],\"position\":P}\n"
      "Without a running evlogd the projections are first brought up to date.",
      cmd_query},
+    {"replay", "--projection NAME --until POS|TIME --out FILE.db",
+     "Build projection NAME as it stood at position POS (or at an ISO-8601 time,\n"
+     "found through the time index) into FILE.db, a standalone SQLite file that\n"
+     "the stock sqlite3 tool reads: \"what did the jobs table say at 10:30?\"",
+     cmd_replay},
     {"projections", "[--json]",
      "Show each projection: state, checkpoint, lag, events applied, rows per table.",
      cmd_projections},

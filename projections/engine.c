@@ -459,6 +459,47 @@ static void *projector_main(void *arg) {
     return NULL;
 }
 
+int evl_proj_build(evl_log *log, const evl_proj_spec *spec, uint64_t until, const char *out,
+                   uint64_t *position, char *err, size_t errlen) {
+    /* A projector of its own, without a thread: the same set-up, batches and
+     * binding as the live engine, so the file is what the engine would have
+     * built had the log stopped at @p until. */
+    evl_proj_engine e;
+    proj p;
+    memset(&e, 0, sizeof e);
+    memset(&p, 0, sizeof p);
+    e.log = log;
+    e.opt.batch_events = 10000;
+    pthread_mutex_init(&e.mu, NULL);
+    pthread_cond_init(&e.wake, NULL);
+    pthread_cond_init(&p.cv, NULL);
+    p.eng = &e;
+    p.spec = (evl_proj_spec *)spec;
+    p.path = (char *)out;
+    err[0] = 0;
+    remove_db_files(out);
+    uint64_t head = evl_log_head(log);
+    if (until > head) until = head; /* 0: before the first event, the empty tables */
+    int rc = setup(&p, err, errlen);
+    while (rc == EVL_OK && p.checkpoint < until) {
+        uint64_t cp = p.checkpoint, failed = 0;
+        int full;
+        char type[EVL_MAX_NAME + 1] = "", why[768];
+        rc = apply_batch(&p, until, 0, &cp, &failed, type, why, sizeof why, &full);
+        if (rc) snprintf(err, errlen, "position %llu (%s): %s", (unsigned long long)failed, type, why);
+        else if (cp == p.checkpoint) break; /* nothing more to read below until */
+        p.checkpoint = cp;
+    }
+    if (rc == EVL_OK && exec(p.db, "PRAGMA journal_mode=DELETE", err, errlen) != SQLITE_OK) rc = EVL_ESQL;
+    if (position) *position = p.checkpoint;
+    teardown(&p);
+    pthread_cond_destroy(&p.cv);
+    pthread_cond_destroy(&e.wake);
+    pthread_mutex_destroy(&e.mu);
+    if (rc) remove_db_files(out);
+    return rc;
+}
+
 static void on_commit(void *arg, uint64_t head) {
     evl_proj_engine *e = arg;
     (void)head;

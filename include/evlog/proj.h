@@ -139,6 +139,19 @@ int evl_proj_wait_all(evl_proj_engine *eng, uint64_t position, int timeout_ms);
 /** @brief The SQLite file of projection @p name (borrowed), or NULL. */
 const char *evl_proj_db_path(evl_proj_engine *eng, const char *name);
 
+/** @brief Point-in-time replay: build @p spec's tables as they stood at
+ * position @p until (0: before any event; past the head: the head) into the
+ * standalone SQLite file @p out
+ * (replaced if it exists; rollback-journal mode, readable by the stock
+ * sqlite3 tool).  Runs in the calling thread; needs only a read view of the
+ * log, so it works on a read-only handle beside a running evlogd.
+ * @param[out] position the position the file reflects (may be NULL).
+ * @param[out] err on failure, why (NUL-terminated, at most @p errlen).
+ * @return EVL_OK, #EVL_ESQL (a handler failed: err names the event),
+ *   #EVL_ENOMEM, EVL_ESYS(errno). */
+int evl_proj_build(evl_log *log, const evl_proj_spec *spec, uint64_t until, const char *out,
+                   uint64_t *position, char *err, size_t errlen);
+
 /** Limits of a query. */
 typedef struct evl_proj_query_opts {
     size_t max_rows;      /**< default 10000; more rows set "truncated": true */
