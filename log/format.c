@@ -14,6 +14,9 @@
  *   types       type -> be64(position), MDB_DUPSORT|MDB_DUPFIXED
  *   categories  category -> be64(position), MDB_DUPSORT|MDB_DUPFIXED
  *               (category = the stream name before its first '-')
+ *   actors, correlations
+ *               meta.actor / meta.correlation_id -> be64(position), DUPSORT:
+ *               added within format 1, see meta_idx.c
  *   times       be64(commit time ns) -> be64(first position of that commit).
  *               One entry per commit whose time is later than the previous
  *               one; time never decreases with position, so the first key

@@ -82,9 +82,11 @@ static int open_dbs(evl_log *log) {
     } else if (rc == MDB_NOTFOUND) {
         rc = 0; /* read-only view of a log still being created */
     }
+    rc = evl__lmdb_err(rc);
+    if (rc == EVL_OK) rc = evl__meta_open(log, txn); /* after the format check: it reads records */
     if (rc) {
         mdb_txn_abort(txn);
-        return evl__lmdb_err(rc);
+        return rc;
     }
     uint64_t head = evl__head_from_txn(log, txn);
     atomic_store(&log->head, head);

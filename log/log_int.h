@@ -31,6 +31,12 @@ struct evl_log {
     MDB_env *env;
     /* Named databases (see format.c for their keys and values). */
     MDB_dbi db_events, db_streams, db_ids, db_types, db_cats, db_times, db_info;
+    /* Audit indexes (meta.actor, meta.correlation_id).  They came after
+     * format 1 was in use: a read-only handle on a log that no writer has
+     * opened since has neither, and then has_meta_idx is 0 and queries on
+     * them scan instead (see read.c). */
+    MDB_dbi db_actors, db_corrs;
+    int has_meta_idx;
     int lock_fd;        /* flock on DIR/LOCK, -1 when read-only */
     int ino_fd;         /* read-only waits: inotify on data.mdb, -1 until first wait */
     pthread_mutex_t ino_mu;
@@ -65,6 +71,10 @@ int evl__fmt_encode(void *sbuf, uint64_t pos, const char *stream, size_t stream_
                     uint64_t rev, const uint8_t id[16], const char *type, size_t type_len,
                     int64_t time_ns, const uint8_t *data, size_t data_len,
                     const uint8_t *meta, size_t meta_len);
+/* meta[key] when it is a string that the audit indexes hold (1 ..
+ * EVL_MAX_META_INDEXED bytes): 1 with *s, *n set, else 0. */
+int evl__meta_indexed(const uint8_t *meta, size_t meta_len, const char *key, size_t key_len,
+                      const char **s, size_t *n);
 /* mdb rc -> evl code. */
 int evl__lmdb_err(int rc);
 /* A streams-index entry: be64(revision), be64(position). */
@@ -78,6 +88,18 @@ int evl__stream_head(MDB_cursor *c, const char *stream, size_t len, uint64_t *re
 /* writer.c */
 int evl__writer_start(evl_log *log);
 void evl__writer_stop(evl_log *log);
+
+/* meta_idx.c: the actor and correlation indexes.  evl__meta_keys[i] is
+ * the meta key that index i (evl__meta_dbi) holds, and the index's name. */
+#define EVL_META_KEYS 2
+typedef struct evl_meta_key { const char *key; size_t len; const char *db; } evl_meta_key;
+extern const evl_meta_key evl__meta_keys[EVL_META_KEYS];
+MDB_dbi evl__meta_dbi(const evl_log *log, size_t i);
+int evl__meta_index_put(evl_log *log, MDB_txn *txn, const uint8_t *meta, size_t meta_len,
+                        uint8_t pkey[8]);
+/* Open them in open_dbs()'s transaction; create and fill them when missing
+ * and writable.  Sets log->has_meta_idx. */
+int evl__meta_open(evl_log *log, MDB_txn *txn);
 
 /* read.c */
 uint64_t evl__head_from_txn(evl_log *log, MDB_txn *txn);

@@ -12,19 +12,27 @@
 
 #include "log/log_int.h"
 
-enum { SRC_ALL, SRC_STREAM, SRC_TYPE, SRC_CAT };
+enum { SRC_ALL, SRC_STREAM, SRC_INDEX };
+/* Filters that a DUPSORT index (key -> be64 position) can serve. */
+enum { F_TYPE, F_CAT, F_ACTOR, F_CORR, N_FILTERS };
+
+typedef struct filter {
+    char *s;              /* NULL: not asked for */
+    size_t len;
+} filter;
 
 struct evl_iter {
     evl_log *log;
     MDB_txn *txn;
-    MDB_cursor *cur;      /* over the source: events, streams, types or categories */
-    int src;
+    MDB_cursor *cur;      /* over the source: events, streams, or f[by]'s index */
+    int src, by;
     int started, done, backward;
     uint64_t lo, hi;      /* position bounds, inclusive */
     uint64_t from_rev;
     uint64_t limit, count;
-    char *stream, *type, *cat;
-    size_t stream_len, type_len, cat_len;
+    char *stream;
+    size_t stream_len;
+    filter f[N_FILTERS];
 };
 
 uint64_t evl__head_from_txn(evl_log *log, MDB_txn *txn) {
@@ -81,9 +89,67 @@ void evl_iter_close(evl_iter *it) {
     if (it->cur) mdb_cursor_close(it->cur);
     if (it->txn) mdb_txn_abort(it->txn);
     evl_free(it->stream);
-    evl_free(it->type);
-    evl_free(it->cat);
+    for (int f = 0; f < N_FILTERS; f++) evl_free(it->f[f].s);
     evl_free(it);
+}
+
+static MDB_dbi filter_dbi(const evl_log *log, int f) {
+    switch (f) {
+    case F_TYPE: return log->db_types;
+    case F_CAT: return log->db_cats;
+    case F_ACTOR: return evl__meta_dbi(log, 0);
+    default: return evl__meta_dbi(log, 1);
+    }
+}
+
+/* How many events f's index holds under its key, through @p c (left on
+ * that key): 0 when none, UINT64_MAX when the index cannot serve f. */
+static uint64_t index_count(evl_iter *it, int f, MDB_cursor **c) {
+    const filter *fl = &it->f[f];
+    int meta = f == F_ACTOR || f == F_CORR;
+    /* Longer audit values are stored unindexed (meta_idx.c): scan for them.
+     * No type or category is longer than a name: nothing can match. */
+    size_t max = meta ? EVL_MAX_META_INDEXED : EVL_MAX_NAME;
+    if (!fl->s || (meta && !it->log->has_meta_idx)) return UINT64_MAX;
+    if (fl->len == 0 || fl->len > max) return meta ? UINT64_MAX : 0;
+    MDB_val k = {fl->len, fl->s}, v;
+    size_t n = 0;
+    if (mdb_cursor_open(it->txn, filter_dbi(it->log, f), c)) return UINT64_MAX;
+    if (mdb_cursor_get(*c, &k, &v, MDB_SET_KEY) || mdb_cursor_count(*c, &n)) n = 0;
+    return (uint64_t)n;
+}
+
+/* Pick the source: the stream's index, else the filter index with the
+ * fewest entries under its key (one O(1) count each), else the log. */
+static int choose_source(evl_iter *it) {
+    if (it->stream) {
+        it->src = SRC_STREAM;
+        if (it->f[F_CAT].s) {
+            size_t cl = evl_stream_category(it->stream, it->stream_len);
+            if (cl != it->f[F_CAT].len || memcmp(it->stream, it->f[F_CAT].s, cl)) it->done = 1;
+        }
+        return evl__lmdb_err(mdb_cursor_open(it->txn, it->log->db_streams, &it->cur));
+    }
+    uint64_t best = UINT64_MAX;
+    for (int f = 0; f < N_FILTERS; f++) {
+        MDB_cursor *c = NULL;
+        uint64_t n = index_count(it, f, &c);
+        if (n < best) {
+            if (it->cur) mdb_cursor_close(it->cur);
+            it->cur = c;
+            it->by = f;
+            best = n;
+        } else if (c) {
+            mdb_cursor_close(c);
+        }
+    }
+    if (best == 0) it->done = 1; /* an index says no event has that key */
+    if (best != UINT64_MAX) {
+        it->src = SRC_INDEX;
+        return it->cur ? EVL_OK : evl__lmdb_err(mdb_cursor_open(it->txn, filter_dbi(it->log, it->by), &it->cur));
+    }
+    it->src = SRC_ALL;
+    return evl__lmdb_err(mdb_cursor_open(it->txn, it->log->db_events, &it->cur));
 }
 
 int evl_iter_open(evl_log *log, const evl_query *q, evl_iter **out) {
@@ -95,12 +161,11 @@ int evl_iter_open(evl_log *log, const evl_query *q, evl_iter **out) {
     it->backward = q->backward;
     it->limit = q->limit;
     it->from_rev = q->from_revision;
-    if ((q->stream && !(it->stream = dup_str(q->stream, &it->stream_len))) ||
-        (q->type && !(it->type = dup_str(q->type, &it->type_len))) ||
-        (q->category && !(it->cat = dup_str(q->category, &it->cat_len)))) {
-        rc = EVL_ENOMEM;
-        goto fail;
-    }
+    const char *fs[N_FILTERS] = {q->type, q->category, q->actor, q->correlation_id};
+    rc = q->stream && !(it->stream = dup_str(q->stream, &it->stream_len)) ? EVL_ENOMEM : EVL_OK;
+    for (int f = 0; f < N_FILTERS && !rc; f++)
+        if (fs[f] && !(it->f[f].s = dup_str(fs[f], &it->f[f].len))) rc = EVL_ENOMEM;
+    if (rc) goto fail;
     if (it->stream && it->stream_len > EVL_MAX_NAME) it->done = 1; /* no such stream can exist */
     if ((rc = evl__lmdb_err(mdb_txn_begin(log->env, NULL, MDB_RDONLY, &it->txn)))) goto fail;
     uint64_t head = evl__head_from_txn(log, it->txn);
@@ -124,16 +189,7 @@ int evl_iter_open(evl_log *log, const evl_query *q, evl_iter **out) {
         if (p - 1 < it->hi) it->hi = p - 1;
     }
     if (it->lo > it->hi) it->done = 1;
-    MDB_dbi dbi = log->db_events;
-    it->src = SRC_ALL;
-    if (it->stream) { it->src = SRC_STREAM; dbi = log->db_streams; }
-    else if (it->type) { it->src = SRC_TYPE; dbi = log->db_types; }
-    else if (it->cat) { it->src = SRC_CAT; dbi = log->db_cats; }
-    if (it->src == SRC_STREAM && it->cat) {
-        size_t cl = evl_stream_category(it->stream, it->stream_len);
-        if (cl != it->cat_len || memcmp(it->stream, it->cat, cl)) it->done = 1;
-    }
-    if ((rc = evl__lmdb_err(mdb_cursor_open(it->txn, dbi, &it->cur)))) goto fail;
+    if ((rc = choose_source(it))) goto fail;
     *out = it;
     return EVL_OK;
 fail:
@@ -183,9 +239,9 @@ static int src_first(evl_iter *it, uint64_t *pos, MDB_val *rec) {
         if (rc == 0) *pos = evl__get_be64((uint8_t *)v.mv_data + 8);
         return rc;
     }
-    default: { /* SRC_TYPE, SRC_CAT: a DUPSORT list of positions under one key */
-        k.mv_size = it->src == SRC_TYPE ? it->type_len : it->cat_len;
-        k.mv_data = it->src == SRC_TYPE ? it->type : it->cat;
+    default: { /* SRC_INDEX: a DUPSORT list of positions under one key */
+        k.mv_size = it->f[it->by].len;
+        k.mv_data = it->f[it->by].s;
         evl__put_be64(pk, it->backward ? it->hi : it->lo);
         v.mv_size = 8;
         v.mv_data = pk;
@@ -223,6 +279,32 @@ static int src_next(evl_iter *it, uint64_t *pos, MDB_val *rec) {
     }
 }
 
+/* Is meta[evl__meta_keys[i]] the string @p want? */
+static int meta_is(const evl_event *ev, int i, const filter *want) {
+    evl_mp m;
+    evl_mp_val v;
+    const evl_meta_key *k = &evl__meta_keys[i];
+    return evl_mp_map_find(ev->meta, ev->meta_len, k->key, k->len, &m) == EVL_OK &&
+           evl_mp_read(&m, &v) == EVL_OK && v.kind == EVL_MP_STR && v.v.s.len == want->len &&
+           memcmp(v.v.s.ptr, want->s, want->len) == 0;
+}
+
+/* The filters that the source does not already guarantee. */
+static int matches(const evl_iter *it, const evl_event *ev) {
+    int by = it->src == SRC_INDEX ? it->by : -1;
+    const filter *f = it->f;
+    if (f[F_TYPE].s && by != F_TYPE &&
+        (ev->type_len != f[F_TYPE].len || memcmp(ev->type, f[F_TYPE].s, f[F_TYPE].len)))
+        return 0;
+    if (f[F_CAT].s && by != F_CAT && it->src != SRC_STREAM) {
+        size_t cl = evl_stream_category(ev->stream, ev->stream_len);
+        if (cl != f[F_CAT].len || memcmp(ev->stream, f[F_CAT].s, cl)) return 0;
+    }
+    if (f[F_ACTOR].s && by != F_ACTOR && !meta_is(ev, 0, &f[F_ACTOR])) return 0;
+    if (f[F_CORR].s && by != F_CORR && !meta_is(ev, 1, &f[F_CORR])) return 0;
+    return 1;
+}
+
 int evl_iter_next(evl_iter *it, evl_event *ev) {
     for (;;) {
         if (it->done || (it->limit && it->count >= it->limit)) return EVL_END;
@@ -253,13 +335,7 @@ int evl_iter_next(evl_iter *it, evl_event *ev) {
             it->done = 1;
             return EVL_ECORRUPT;
         }
-        if (it->type && it->src != SRC_TYPE &&
-            (ev->type_len != it->type_len || memcmp(ev->type, it->type, it->type_len)))
-            continue;
-        if (it->cat && it->src != SRC_CAT && it->src != SRC_STREAM) {
-            size_t cl = evl_stream_category(ev->stream, ev->stream_len);
-            if (cl != it->cat_len || memcmp(ev->stream, it->cat, cl)) continue;
-        }
+        if (!matches(it, ev)) continue;
         it->count++;
         return EVL_OK;
     }

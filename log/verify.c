@@ -2,7 +2,8 @@
  *
  * Pass 1 walks the records in position order: keys gap-free from 1, every
  * record decodes and passes its CRC, its position field equals its key,
- * times never decrease, and every index has the entry that points at it.
+ * times never decrease, and every index has the entry that points at it
+ * (the audit indexes only for events whose meta has an indexable value).
  * Pass 2 walks the streams index: each stream's revisions contiguous from 0
  * with increasing positions (its last entry is its head).  Entry counts
  * then show that the indexes hold nothing more than pass 1 found, so index
@@ -48,11 +49,29 @@ static uint64_t entries(vctx *v, MDB_dbi dbi) {
     return mdb_stat(v->txn, dbi, &st) ? 0 : st.ms_entries;
 }
 
+/* The audit indexes (meta_idx.c): the entry for each indexable meta value
+ * of @p ev, counted in @p n so that extra entries show up at the end. */
+#define AUDIT evl__meta_keys
+
+static int check_audit(vctx *v, MDB_cursor *const ca[EVL_META_KEYS], const evl_event *ev,
+                       uint64_t n[EVL_META_KEYS]) {
+    for (int i = 0; i < EVL_META_KEYS && ca[0]; i++) {
+        const char *s;
+        size_t len;
+        if (!evl__meta_indexed(ev->meta, ev->meta_len, AUDIT[i].key, AUDIT[i].len, &s, &len)) continue;
+        n[i]++;
+        if (has_dup(v, ca[i], s, len, ev->position))
+            return fail(v, "position %llu: %s index lacks it (%s %.*s)", (unsigned long long)ev->position,
+                        AUDIT[i].db, AUDIT[i].key, (int)len, s);
+    }
+    return EVL_OK;
+}
+
 int evl_log_verify(evl_log *log, char *problem, size_t problem_len, uint64_t *n_events,
                    evl_verify_progress progress, void *arg) {
     vctx v = {log, NULL, problem, problem_len};
-    MDB_cursor *c = NULL, *ct = NULL, *cc = NULL, *cs = NULL;
-    uint64_t expect = 1;
+    MDB_cursor *c = NULL, *ct = NULL, *cc = NULL, *cs = NULL, *ca[EVL_META_KEYS] = {NULL, NULL};
+    uint64_t expect = 1, n_audit[EVL_META_KEYS] = {0, 0};
     int64_t last_time = INT64_MIN;
     int rc;
     if (problem && problem_len) problem[0] = 0;
@@ -62,7 +81,10 @@ int evl_log_verify(evl_log *log, char *problem, size_t problem_len, uint64_t *n_
     if ((rc = mdb_cursor_open(v.txn, log->db_events, &c)) ||
         (rc = mdb_cursor_open(v.txn, log->db_types, &ct)) ||
         (rc = mdb_cursor_open(v.txn, log->db_cats, &cc)) ||
-        (rc = mdb_cursor_open(v.txn, log->db_streams, &cs))) {
+        (rc = mdb_cursor_open(v.txn, log->db_streams, &cs)) ||
+        /* a read-only handle on a log from before the audit indexes has none */
+        (log->has_meta_idx && ((rc = mdb_cursor_open(v.txn, evl__meta_dbi(log, 0), &ca[0])) ||
+                               (rc = mdb_cursor_open(v.txn, evl__meta_dbi(log, 1), &ca[1]))))) {
         rc = evl__lmdb_err(rc);
         goto out;
     }
@@ -87,12 +109,17 @@ int evl_log_verify(evl_log *log, char *problem, size_t problem_len, uint64_t *n_
         if (expect_pos(&v, log->db_ids, &ik, pos)) { rc = fail(&v, "position %llu: ids index does not map its id to it", (unsigned long long)pos); goto out; }
         if (has_dup(&v, ct, ev.type, ev.type_len, pos)) { rc = fail(&v, "position %llu: types index lacks it", (unsigned long long)pos); goto out; }
         if (has_dup(&v, cc, ev.stream, evl_stream_category(ev.stream, ev.stream_len), pos)) { rc = fail(&v, "position %llu: categories index lacks it", (unsigned long long)pos); goto out; }
+        if ((rc = check_audit(&v, ca, &ev, n_audit))) goto out;
         if (progress && (pos & 0xffff) == 0 && progress(arg, pos, total)) { rc = EVL_ETIMEDOUT; goto out; }
     }
     uint64_t n = expect - 1;
     if (entries(&v, log->db_ids) != n) { rc = fail(&v, "ids index has %llu entries for %llu events", (unsigned long long)entries(&v, log->db_ids), (unsigned long long)n); goto out; }
     if (entries(&v, log->db_types) != n) { rc = fail(&v, "types index has %llu entries for %llu events", (unsigned long long)entries(&v, log->db_types), (unsigned long long)n); goto out; }
     if (entries(&v, log->db_cats) != n) { rc = fail(&v, "categories index has %llu entries for %llu events", (unsigned long long)entries(&v, log->db_cats), (unsigned long long)n); goto out; }
+    for (int i = 0; i < EVL_META_KEYS && ca[0]; i++) {
+        MDB_dbi dbi = evl__meta_dbi(log, i);
+        if (entries(&v, dbi) != n_audit[i]) { rc = fail(&v, "%s index has %llu entries for %llu events with an indexable %s", AUDIT[i].db, (unsigned long long)entries(&v, dbi), (unsigned long long)n_audit[i], AUDIT[i].key); goto out; }
+    }
     if (entries(&v, log->db_streams) != n) { rc = fail(&v, "streams index has %llu entries for %llu events", (unsigned long long)entries(&v, log->db_streams), (unsigned long long)n); goto out; }
 
     /* Pass 2: per stream, revisions 0..last with increasing positions. */
@@ -140,6 +167,8 @@ out:
     if (ct) mdb_cursor_close(ct);
     if (cc) mdb_cursor_close(cc);
     if (cs) mdb_cursor_close(cs);
+    for (int i = 0; i < EVL_META_KEYS; i++)
+        if (ca[i]) mdb_cursor_close(ca[i]);
     mdb_txn_abort(v.txn);
     return rc;
 }

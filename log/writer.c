@@ -299,6 +299,7 @@ static int write_req(evl_log *log, group_ctx *g, evl_req *r, uint64_t *cur, int 
             if ((mrc = mdb_put(g->txn, log->db_types, &tk, &pv, 0))) return evl__lmdb_err(mrc);
             MDB_val ck = {cat_len, (void *)rs->name};
             if ((mrc = mdb_put(g->txn, log->db_cats, &ck, &pv, 0))) return evl__lmdb_err(mrc);
+            if ((rc = evl__meta_index_put(log, g->txn, re->meta, re->meta_len, pkey))) return rc;
             r->res.acks[e].position = pos;
             r->res.acks[e].revision = rev;
         }

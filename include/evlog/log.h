@@ -53,6 +53,10 @@ typedef struct evl_iter evl_iter;
 #define EVL_MAX_NAME 255          /**< stream and type names, bytes */
 #define EVL_MAX_DEPTH 16          /**< msgpack nesting in data and meta */
 #define EVL_DEFAULT_MAX_EVENT (1u << 20) /**< encoded event, bytes */
+/** meta.actor and meta.correlation_id are indexed when they are strings of
+ * 1..this many bytes (an LMDB key is at most 511); other values are stored
+ * but not indexed, and a query for them is answered by a scan. */
+#define EVL_MAX_META_INDEXED 255
 
 typedef enum evl_sync {
     EVL_SYNC_FULL = 0, /**< fsync at every commit: an acknowledged append is durable */
@@ -186,13 +190,23 @@ typedef struct evl_event {
 } evl_event;
 
 /** What to read.  Zero-initialise, then set what you need; all filters
- * combine (AND).  The most selective index is chosen: stream, then type,
- * then category, then the position order of the whole log. */
+ * combine (AND).  One index serves the query and the other filters are
+ * checked per event: the stream index when @c stream is set, else the one
+ * of the type, category, actor and correlation indexes that holds the
+ * fewest events under the key asked for, else the whole log in position
+ * order.  Whatever the index, events come in position order.
+ *
+ * The actor and correlation indexes exist in every log a writer has opened
+ * since they were introduced (opening read-write creates and fills them).
+ * A read-only handle on an older log that lacks them still answers @c actor
+ * and @c correlation_id, by scanning the log (slower, same events). */
 typedef struct evl_query {
     const char *stream;        /**< only this stream */
     const char *type;          /**< only this event type */
     const char *category;      /**< only streams whose category (text before the
                                     first '-') is this */
+    const char *actor;         /**< only events whose meta.actor is this string */
+    const char *correlation_id; /**< only events whose meta.correlation_id is this string */
     uint64_t from_position;    /**< first position (forward) or last (backward); 0 = start/end */
     uint64_t until_position;   /**< stop after this position (forward); 0 = head */
     uint64_t from_revision;    /**< with stream: first revision to read (backward: last);
@@ -298,7 +312,7 @@ typedef int (*evl_verify_progress)(void *arg, uint64_t done, uint64_t total);
 /** @brief Check the whole log: positions gap-free from 1, every record decodes
  * and passes its CRC, times non-decreasing, each stream's revisions contiguous
  * from 0, and every index entry (streams, heads, ids, types, categories,
- * times) consistent with the records, in both directions.
+ * actors, correlations, times) consistent with the records, in both directions.
  * @param[out] problem on #EVL_ECORRUPT a sentence naming the first problem
  *   found (position, stream, index); at most @p problem_len bytes, NUL-terminated.
  * @param[out] n_events number of events checked (may be NULL).
