@@ -41,15 +41,40 @@ static int print_query(cli *c, evl_log *log, const evl_query *q)
 
 /* ================================================================= read */
 
-enum { R_FROM = 1, R_LIMIT, R_BACKWARD };
+enum { R_FROM = 1, R_LIMIT, R_BACKWARD, R_TYPE, R_CATEGORY, R_ACTOR, R_CORRELATION, R_SINCE, R_UNTIL };
+
+/* --until POS|TIME: a number is a position, anything else an ISO-8601 time
+ * (as for GET /events and evlog replay).  -1 after a usage message. */
+static int until_flag(const cli_command *cmd, const char *v, evl_query *q)
+{
+    uint64_t pos;
+    if (cli_parse_u64(v, &pos) == 0) {
+        q->until_position = pos;
+        if (pos > 0)
+            return 0; /* 0 would mean "the head" to the query, "nothing" to a user */
+    } else if (evl_time_parse(v, strlen(v), &q->until_ns) == EVL_OK) {
+        return 0;
+    }
+    cli_usage(cmd, "--until wants a position (from 1) or an ISO-8601 time, got '%s'", v);
+    return -1;
+}
 
 int cmd_read(cli *c, const cli_command *cmd, int argc, char **argv)
 {
-    static const cli_flag flags[] = {
-        {"--from", 1, R_FROM}, {"--limit", 1, R_LIMIT}, {"--backward", 0, R_BACKWARD}, {0}};
+    static const cli_flag flags[] = {{"--from", 1, R_FROM},
+                                     {"--limit", 1, R_LIMIT},
+                                     {"--backward", 0, R_BACKWARD},
+                                     {"--type", 1, R_TYPE},
+                                     {"--category", 1, R_CATEGORY},
+                                     {"--actor", 1, R_ACTOR},
+                                     {"--correlation-id", 1, R_CORRELATION},
+                                     {"--since", 1, R_SINCE},
+                                     {"--until", 1, R_UNTIL},
+                                     {0}};
     const char *stream = NULL;
     evl_query q;
     memset(&q, 0, sizeof q);
+    uint64_t from = 0;
     int has_from = 0;
     cli_args a;
     cli_args_init(&a, c, cmd, argc, argv);
@@ -65,7 +90,7 @@ int cmd_read(cli *c, const cli_command *cmd, int argc, char **argv)
             stream = v;
             break;
         case R_FROM:
-            if (cli_flag_u64(cmd, "--from", v, &q.from_revision))
+            if (cli_flag_u64(cmd, "--from", v, &from))
                 return CLI_USAGE;
             has_from = 1;
             break;
@@ -76,24 +101,50 @@ int cmd_read(cli *c, const cli_command *cmd, int argc, char **argv)
         case R_BACKWARD:
             q.backward = 1;
             break;
+        case R_TYPE:
+            q.type = v;
+            break;
+        case R_CATEGORY:
+            q.category = v;
+            break;
+        case R_ACTOR:
+            q.actor = v;
+            break;
+        case R_CORRELATION:
+            q.correlation_id = v;
+            break;
+        case R_SINCE:
+            if (evl_time_parse(v, strlen(v), &q.since_ns) != EVL_OK)
+                return cli_usage(cmd, "--since wants an ISO-8601 time, got '%s'", v);
+            break;
+        case R_UNTIL:
+            if (until_flag(cmd, v, &q))
+                return CLI_USAGE;
+            break;
         default:
             return cli_arg_finish(&a, r);
         }
     }
-    if (!stream)
-        return cli_usage(cmd, "missing STREAM");
-    if (evl_name_check(stream, strlen(stream)) != EVL_OK)
+    /* Without a stream the whole log is read, and a filter says which part:
+     * a bare `evlog read` is more likely a forgotten STREAM than a wish to
+     * print everything (that is `evlog export`). */
+    if (!stream && !q.type && !q.category && !q.actor && !q.correlation_id)
+        return cli_usage(cmd, "missing STREAM (or --actor, --correlation-id, --type, --category)");
+    if (stream && evl_name_check(stream, strlen(stream)) != EVL_OK)
         return cli_fail("%s: '%s'", evl_strerror(EVL_ESTREAM), stream);
-    if (!has_from && q.backward)
-        q.from_revision = EVL_REV_ANY; /* backward from the last event */
-    q.stream = stream;
+    if (stream) {
+        q.stream = stream;
+        q.from_revision = has_from ? from : q.backward ? EVL_REV_ANY : 0;
+    } else {
+        q.from_position = from; /* 0: the start, or the end when backward */
+    }
 
     evl_log *log = NULL;
     int rc = cli_open(c, 1, &log);
     if (rc != CLI_OK)
         return rc;
     uint64_t rev;
-    int err = evl_log_stream_revision(log, stream, &rev);
+    int err = stream ? evl_log_stream_revision(log, stream, &rev) : EVL_OK;
     if (err == EVL_ENOTFOUND)
         rc = cli_fail("stream not found: %s", stream);
     else if (err != EVL_OK)
@@ -106,7 +157,7 @@ int cmd_read(cli *c, const cli_command *cmd, int argc, char **argv)
 
 /* ================================================================= tail */
 
-enum { T_FROM = 1, T_TYPE, T_CATEGORY, T_LIMIT, T_FOLLOW };
+enum { T_FROM = 1, T_TYPE, T_CATEGORY, T_ACTOR, T_CORRELATION, T_LIMIT, T_FOLLOW };
 
 /* The last @p n matching events up to @p head, printed oldest first. */
 static int print_last(cli *c, evl_log *log, const evl_query *filter, uint64_t head, uint64_t n)
@@ -196,10 +247,16 @@ static int follow(cli *c, evl_log *log, const evl_query *filter, uint64_t cursor
 
 int cmd_tail(cli *c, const cli_command *cmd, int argc, char **argv)
 {
-    static const cli_flag flags[] = {{"--from", 1, T_FROM},         {"--type", 1, T_TYPE},
-                                     {"--category", 1, T_CATEGORY}, {"--limit", 1, T_LIMIT},
-                                     {"-n", 1, T_LIMIT},            {"-f", 0, T_FOLLOW},
-                                     {"--follow", 0, T_FOLLOW},     {0}};
+    static const cli_flag flags[] = {{"--from", 1, T_FROM},
+                                     {"--type", 1, T_TYPE},
+                                     {"--category", 1, T_CATEGORY},
+                                     {"--actor", 1, T_ACTOR},
+                                     {"--correlation-id", 1, T_CORRELATION},
+                                     {"--limit", 1, T_LIMIT},
+                                     {"-n", 1, T_LIMIT},
+                                     {"-f", 0, T_FOLLOW},
+                                     {"--follow", 0, T_FOLLOW},
+                                     {0}};
     evl_query q;
     memset(&q, 0, sizeof q);
     uint64_t from = 0, limit = 10;
@@ -224,6 +281,12 @@ int cmd_tail(cli *c, const cli_command *cmd, int argc, char **argv)
             break;
         case T_CATEGORY:
             q.category = v;
+            break;
+        case T_ACTOR:
+            q.actor = v;
+            break;
+        case T_CORRELATION:
+            q.correlation_id = v;
             break;
         case T_LIMIT:
             if (cli_flag_u64(cmd, "--limit", v, &limit))

@@ -14,18 +14,31 @@ static const cli_command commands[] = {
      "  --id UUID       the event id; appending the same id again is idempotent\n"
      "  --meta JSON     a JSON object of metadata",
      cmd_append},
-    {"read", "STREAM [--from REV] [--limit N] [--backward]",
-     "Print a stream's events, one CloudEvents JSON object per line.\n"
-     "  --from REV   first revision (with --backward: the last; default: the end)\n"
-     "  --limit N    at most N events\n"
-     "  --backward   newest first",
+    {"read", "[STREAM] [--actor A] [--correlation-id ID] [--type T] [--category C] "
+     "[--from REV|POS] [--since TIME] [--until POS|TIME] [--limit N] [--backward]",
+     "Print a stream's events, or the whole log's events that match the filters\n"
+     "(at least one without STREAM; filters combine), one CloudEvents JSON object\n"
+     "per line.\n"
+     "  --actor A             only events whose meta.actor is A\n"
+     "  --correlation-id ID   only events whose meta.correlation_id is ID\n"
+     "  --type T              only events of type T\n"
+     "  --category C          only streams whose name starts with C-\n"
+     "  --from REV|POS        first revision of STREAM, or first position of the log\n"
+     "                        (with --backward: the last; default: the start/end)\n"
+     "  --since TIME          only events committed at or after TIME (ISO-8601)\n"
+     "  --until POS|TIME      nothing after this position or commit time\n"
+     "  --limit N             at most N events\n"
+     "  --backward            newest first",
      cmd_read},
-    {"tail", "[--from POS] [--type T] [--category C] [--limit N] [-f]",
+    {"tail", "[--from POS] [--type T] [--category C] [--actor A] [--correlation-id ID] "
+     "[--limit N] [-f]",
      "Print the last events of the whole log (10 unless --limit), or every event\n"
      "from position POS, one JSON object per line.\n"
-     "  --type T      only events of type T\n"
-     "  --category C  only streams whose name starts with C-\n"
-     "  -f, --follow  keep printing new events as they are committed",
+     "  --type T              only events of type T\n"
+     "  --category C          only streams whose name starts with C-\n"
+     "  --actor A             only events whose meta.actor is A\n"
+     "  --correlation-id ID   only events whose meta.correlation_id is ID\n"
+     "  -f, --follow          keep printing new events as they are committed",
      cmd_tail},
     {"export", "[--from POS] [--until POS]",
      "Print every event (optionally from/until a position) as NDJSON, for import.",

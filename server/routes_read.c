@@ -213,7 +213,8 @@ void evl__srv_read_events(srv_req *q) {
     uint64_t limit, until = 0;
     int has_until = 0, backward = evl__srv_flag(q, "backward");
     evl_query qq = {.stream = evl__srv_param(q, "stream"), .type = evl__srv_param(q, "type"),
-                    .category = evl__srv_param(q, "category"), .backward = backward};
+                    .category = evl__srv_param(q, "category"), .actor = evl__srv_param(q, "actor"),
+                    .correlation_id = evl__srv_param(q, "correlation_id"), .backward = backward};
     const char *since = evl__srv_param(q, "since"), *u = evl__srv_param(q, "until");
     if (u64_param(q, "from", &qq.from_position, NULL) || limit_param(q, &limit)) return;
     if (since && time_param(q, "since", since, &qq.since_ns)) return;

@@ -207,6 +207,10 @@ typedef struct srv_frame {
     uint64_t pos;
     char *type, *stream;           /* NUL-terminated */
     size_t stream_cat;             /* length of the stream's category */
+    /* meta.actor and meta.correlation_id when they are strings, else NULL
+     * (not NUL-terminated: a string may hold NULs) */
+    const char *actor, *corr;
+    uint32_t actor_len, corr_len;
     char *text;                    /* "id: ..\nevent: ..\ndata: ..\n\n" */
     size_t len;
 } srv_frame;

@@ -40,6 +40,7 @@ struct srv_sub {
     srv_conn *conn;
     struct evhttp_request *req;
     char *type, *category, *stream; /* filters; NULL: any */
+    char *actor, *corr;             /* meta.actor, meta.correlation_id: NULL any */
     size_t category_len;
     uint64_t pos;
     int queued;                     /* in the pump queue */
@@ -74,6 +75,18 @@ static int frame(struct evbuffer *out, const evl_event *ev) {
     return rc;
 }
 
+/* meta[key] when it is a string, else NULL (the log's audit filters match
+ * strings only, and a feed must select what /events selects). */
+static const char *meta_str(const evl_event *ev, const char *key, uint32_t *len) {
+    evl_mp m;
+    evl_mp_val v;
+    if (evl_mp_map_find(ev->meta, ev->meta_len, key, strlen(key), &m) || evl_mp_read(&m, &v) ||
+        v.kind != EVL_MP_STR)
+        return NULL;
+    *len = v.v.s.len;
+    return v.v.s.ptr;
+}
+
 static int ring_push(srv_ring *r, const evl_event *ev, struct evbuffer *tmp) {
     if (!r->f) {
         if (!(r->f = evl_calloc(RING_CAP, sizeof *r->f))) return EVL_ENOMEM;
@@ -83,19 +96,31 @@ static int ring_push(srv_ring *r, const evl_event *ev, struct evbuffer *tmp) {
     int rc = frame(tmp, ev);
     if (rc) return rc;
     size_t len = evbuffer_get_length(tmp);
-    /* one block: the frame, then the type and the stream, NUL-terminated */
-    char *text = evl_malloc(len + ev->type_len + ev->stream_len + 2);
+    uint32_t actor_len = 0, corr_len = 0;
+    const char *actor = meta_str(ev, "actor", &actor_len), *corr = meta_str(ev, "correlation_id", &corr_len);
+    /* one block: the frame, the type and the stream NUL-terminated, then
+     * the actor and the correlation id */
+    char *text = evl_malloc(len + ev->type_len + ev->stream_len + 2 + actor_len + corr_len);
     if (!text) return EVL_ENOMEM;
     evbuffer_copyout(tmp, text, len);
-    char *type = text + len, *stream = type + ev->type_len + 1;
+    char *type = text + len, *stream = type + ev->type_len + 1, *extra = stream + ev->stream_len + 1;
     memcpy(type, ev->type, ev->type_len);
     type[ev->type_len] = '\0';
     memcpy(stream, ev->stream, ev->stream_len);
     stream[ev->stream_len] = '\0';
+    srv_frame f = {.pos = ev->position, .type = type, .stream = stream, .text = text, .len = len,
+                   .stream_cat = evl_stream_category(ev->stream, ev->stream_len)};
+    if (actor) {
+        f.actor = memcpy(extra, actor, actor_len);
+        f.actor_len = actor_len;
+    }
+    if (corr) {
+        f.corr = memcpy(extra + actor_len, corr, corr_len);
+        f.corr_len = corr_len;
+    }
     while (r->n && (r->n == r->cap || r->bytes + len > RING_BYTES)) ring_pop(r);
     if (!r->n) r->first = ev->position;
-    r->f[(r->start + r->n) % r->cap] =
-        (srv_frame){ev->position, type, stream, evl_stream_category(ev->stream, ev->stream_len), text, len};
+    r->f[(r->start + r->n) % r->cap] = f;
     r->n++;
     r->bytes += len;
     return EVL_OK;
@@ -136,12 +161,17 @@ static void ring_fill(srv_worker *w, uint64_t head) {
 
 /* -------------------------------------------------------------- feeding */
 
-static int match(const srv_sub *s, const char *type, size_t type_len, const char *stream,
-                 size_t stream_len, size_t cat_len) {
-    if (s->type && (strlen(s->type) != type_len || memcmp(s->type, type, type_len))) return 0;
-    if (s->stream && (strlen(s->stream) != stream_len || memcmp(s->stream, stream, stream_len)))
+static int same(const char *want, const char *s, size_t len) {
+    return s && strlen(want) == len && memcmp(want, s, len) == 0;
+}
+
+static int match(const srv_sub *s, const srv_frame *f) {
+    if (s->type && strcmp(s->type, f->type)) return 0;
+    if (s->stream && strcmp(s->stream, f->stream)) return 0;
+    if (s->category && (s->category_len != f->stream_cat || memcmp(s->category, f->stream, f->stream_cat)))
         return 0;
-    if (s->category && (s->category_len != cat_len || memcmp(s->category, stream, cat_len))) return 0;
+    if (s->actor && !same(s->actor, f->actor, f->actor_len)) return 0;
+    if (s->corr && !same(s->corr, f->corr, f->corr_len)) return 0;
     return 1;
 }
 
@@ -184,8 +214,8 @@ static int catch_up(srv_sub *s, uint64_t head) {
     srv_worker *w = s->w;
     size_t cap = w->srv->cfg.sse_buffer, queued = evl__srv_conn_queued(s->conn), frames = 0;
     if (queued >= cap) return EVL_OK; /* its drain wakes it */
-    evl_query q = {.stream = s->stream, .type = s->type, .category = s->category,
-                   .from_position = s->pos + 1, .until_position = head};
+    evl_query q = {.stream = s->stream, .type = s->type, .category = s->category, .actor = s->actor,
+                   .correlation_id = s->corr, .from_position = s->pos + 1, .until_position = head};
     evl_iter *it;
     struct evbuffer *buf = evbuffer_new();
     if (!buf || evl_iter_open(w->srv->log, &q, &it)) {
@@ -225,7 +255,7 @@ static void feed(srv_sub *s, uint64_t head) {
     if (!buf) return;
     for (size_t i = (size_t)(s->pos + 1 - r->first); i < r->n; i++) {
         const srv_frame *f = &r->f[(r->start + i) % r->cap];
-        if (match(s, f->type, strlen(f->type), f->stream, strlen(f->stream), f->stream_cat)) {
+        if (match(s, f)) {
             evbuffer_add(buf, f->text, f->len);
             frames++;
         }
@@ -280,6 +310,8 @@ static void unlink_sub(srv_sub *s) {
     evl_free(s->type);
     evl_free(s->category);
     evl_free(s->stream);
+    evl_free(s->actor);
+    evl_free(s->corr);
     evl_free(s);
 }
 
@@ -402,6 +434,8 @@ void evl__srv_subscribe(srv_req *q) {
     s->type = dup_param(q, "type");
     s->stream = dup_param(q, "stream");
     s->category = dup_param(q, "category");
+    s->actor = dup_param(q, "actor");
+    s->corr = dup_param(q, "correlation_id");
     s->category_len = s->category ? strlen(s->category) : 0;
     struct evkeyvalq *h = evhttp_request_get_output_headers(s->req);
     evhttp_add_header(h, "Content-Type", "text/event-stream");

@@ -196,6 +196,44 @@ def test_read_paging_follows_next_to_the_end():
         fail("backward until %r" % page)
 
 
+def test_read_by_actor_and_correlation():
+    # 30 events over three streams; alice every third, one request id per five
+    for i in range(30):
+        meta = {"actor": "alice" if i % 3 == 0 else "bob", "correlation_id": "req-%d" % (i // 5)}
+        expect(S.append("aud-%d" % (i % 3), {"type": "Odd" if i % 2 else "Even", "data": {"i": i},
+                                             "meta": meta}), 201, "append %d" % i)
+    expect(S.append("aud-0", {"type": "Even", "data": {"i": 99}, "meta": {"actor": 7}}), 201, "actor not a string")
+
+    def follow(url):
+        seen, pages = [], 0
+        while url:
+            page = expect(S.get(url), 200, url).json()
+            seen += [e["data"]["i"] for e in page["events"]]
+            url, pages = page["next"], pages + 1
+        return seen, pages
+    seen, pages = follow("/events?actor=alice&limit=3")
+    if seen != list(range(0, 30, 3)) or pages != 4:
+        fail("actor paging %r in %d pages" % (seen, pages))
+    seen, _ = follow("/events?actor=bob&type=Odd&limit=2")
+    if seen != [i for i in range(30) if i % 3 and i % 2]:
+        fail("actor+type paging %r" % seen)
+    seen, _ = follow("/events?correlation_id=req-2&backward&limit=2")
+    if seen != [14, 13, 12, 11, 10]:
+        fail("correlation backward paging %r" % seen)
+    seen, _ = follow("/events?actor=alice&correlation_id=req-1&category=aud")
+    if seen != [6, 9]:
+        fail("actor+correlation %r" % seen)
+    evs = S.get("/events?actor=alice&limit=100").json()["events"]
+    since, until = urllib.parse.quote(evs[2]["time"]), urllib.parse.quote(evs[5]["time"])
+    seen, _ = follow("/events?actor=alice&since=%s&until=%s&limit=1" % (since, until))
+    if seen != [6, 9, 12, 15]:
+        fail("actor in a time range %r" % seen)
+    if S.get("/events?actor=nobody").json()["events"] != []:
+        fail("unknown actor")
+    if S.get("/events?actor=7").json()["events"] != []:
+        fail("a number is not the string '7'")
+
+
 def test_read_errors_and_single_events():
     expect_problem(S.get("/streams/never-1"), 404, "unknown stream", "not-found")
     for q in ["limit=0", "limit=999999", "from=abc", "until=yesterday", "since=12:00"]:
@@ -257,7 +295,8 @@ def main():
     try:
         run([test_append_one_and_idempotent_repeat, test_id_conflicts, test_append_array_and_expected_revision,
              test_append_400_names_the_problem, test_append_multi_stream_is_atomic, test_msgpack_in_and_out,
-             test_read_paging_follows_next_to_the_end, test_read_errors_and_single_events, test_routing,
+             test_read_paging_follows_next_to_the_end, test_read_by_actor_and_correlation,
+             test_read_errors_and_single_events, test_routing,
              test_keep_alive_and_pipelining])
     finally:
         if S.stop() != 0:

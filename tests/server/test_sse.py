@@ -233,12 +233,35 @@ def test_idle_subscribers_cost_little():
     wait_for(lambda: S.metric("evlog_http_connections") <= 1, 10, "connections to be released")
 
 
+def test_actor_and_correlation_filters():
+    h = head()
+    live = SSE(S, "/subscribe?from=%d&actor=carol" % (h + 1))
+    both = SSE(S, "/subscribe?from=%d&actor=carol&correlation_id=r-1" % (h + 1))
+    for i in range(6):
+        meta = {"actor": "carol" if i % 2 == 0 else "dave", "correlation_id": "r-%d" % (i // 3)}
+        expect(S.append("who-%d" % i, {"type": "Did", "data": {"i": i}, "meta": meta}), 201, "append")
+    expect(S.append("who-9", {"type": "Did", "data": {"i": 9}, "meta": {"actor": ["carol"]}}), 201, "not a string")
+    later = SSE(S, "/subscribe?from=%d&actor=carol" % (h + 1))  # after the appends: a catch-up
+    for sub, want in ((live, [0, 2, 4]), (later, [0, 2, 4]), (both, [4])):
+        got = [e["data"]["data"]["i"] for e in sub.take(len(want))]
+        if got != want:
+            fail("actor/correlation feed %r, want %r" % (got, want))
+    # nothing else arrives: the next frame a feed gets is an event appended now
+    expect(S.append("who-10", {"type": "Did", "data": {"i": 10}, "meta": {"actor": "carol", "correlation_id": "r-1"}}),
+           201, "append")
+    for sub in (live, later, both):
+        if sub.take(1)[0]["data"]["data"]["i"] != 10:
+            fail("a feed let an unmatched event through")
+        sub.close()
+
+
 def main():
     global S
     S = Server("--no-builtin", "--sse-buffer", "64K", "--sse-heartbeat-ms", "200")
     try:
         run([test_catch_up_then_live_without_gap_or_duplicate, test_resume_with_last_event_id_at_the_seam,
-             test_filters_retry_and_heartbeat, test_slow_subscriber_is_fed_from_the_log_not_queued,
+             test_filters_retry_and_heartbeat, test_actor_and_correlation_filters,
+             test_slow_subscriber_is_fed_from_the_log_not_queued,
              test_stalled_subscriber_is_disconnected_with_a_reason, test_idle_subscribers_cost_little])
     finally:
         if S.stop() != 0:
