@@ -30,6 +30,7 @@ int cmp_evlogd_start(const cmp_env *env, const char *data, const char *sync, cmp
     snprintf(log, sizeof log, "%s.err", data);
     d->pid = -1;
     d->port = 0;
+    unlink(log); /* a restart must not read the last run's port */
     pid_t pid = fork();
     if (pid < 0) {
         cmp_err(err, "fork: %s", strerror(errno));

@@ -268,7 +268,7 @@ int cmp_write_json(const char *path, const cmp_env *env, const cmp_case *cs, int
 
 /* Two blocks for gnuplot: events/s per case and system (workloads 1-4),
  * then the feed's p50 and p99 per system.  Columns are fixed so the chart
- * script needs no knowledge of which systems ran: NaN where one did not. */
+ * script needs no knowledge of which systems ran. */
 int cmp_write_chart(const char *path, const cmp_case *cs, int n)
 {
     static const char *const cols[] = {"evlog", "evlog-http", "evlog-http-nosync", "sqlite",
@@ -291,11 +291,16 @@ int cmp_write_chart(const char *path, const cmp_case *cs, int n)
             if (s >= 0 && cs[j].valid[s] && cs[j].ev[s] > 0)
                 fprintf(f, " %.1f", cs[j].ev[s]);
             else
-                fputs(" NaN", f);
+                fputs(" 0.001", f); /* below the chart: gnuplot rejects an all-NaN column */
         }
         fputc('\n', f);
     }
     fputs("\n\nsystem p50 p99\n", f);
+    int feeds = 0;
+    for (int j = 0; j < n; j++)
+        feeds += cs[j].workload == 6;
+    if (!feeds) /* gnuplot needs the block */
+        fputs("none 0 0\n", f);
     for (int j = 0; j < n; j++)
         if (cs[j].workload == 6)
             for (int s = 0; s < cs[j].n_sys; s++)

@@ -229,8 +229,12 @@ static int load(cmp_run *r, uint64_t n, uint64_t seed)
     char *buf = malloc(1 << 21);
     size_t used = 0;
     int rc = -1;
-    if (!c || !buf || cmp_gen_open(seed, &g) != 0 ||
-        cmp_pg_exec(c, "COPY events (stream, revision, event_id, type, data) FROM STDIN", r->err) != 0)
+    if (!c || !buf || cmp_gen_open(seed, &g) != 0)
+        goto out;
+    PGresult *cr = PQexec(c, "COPY events (stream, revision, event_id, type, data) FROM STDIN");
+    ExecStatusType cst = PQresultStatus(cr);
+    PQclear(cr);
+    if (cst != PGRES_COPY_IN)
         goto out;
     static const char hx[] = "0123456789abcdef";
     for (uint64_t done = 0; done < n;) {
@@ -264,7 +268,7 @@ static int load(cmp_run *r, uint64_t n, uint64_t seed)
     while ((res = PQgetResult(c)))
         PQclear(res);
     if (rc == 0)
-        rc = cmp_pg_exec(c, "VACUUM ANALYZE events; CHECKPOINT", r->err);
+        rc = cmp_pg_exec(c, "VACUUM ANALYZE events", r->err) || cmp_pg_exec(c, "CHECKPOINT", r->err);
 out:
     if (rc)
         cmp_err(r->err, "postgres load: %s", c ? PQerrorMessage(c) : "no connection");
