@@ -27,7 +27,7 @@
 #include "evlog/mp.h"
 #include "projections/proj_int.h"
 
-__attribute__((format(printf, 2, 3))) static void report(evl_proj_engine *e, const char *fmt, ...) {
+void evl__proj_report(evl_proj_engine *e, const char *fmt, ...) {
     if (!e->opt.report) return;
     char line[1024];
     va_list ap;
@@ -83,7 +83,7 @@ static int apply_event(proj *p, const evl_event *ev, int *matched, char *err, si
     return SQLITE_OK;
 }
 
-static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen) {
+int evl__proj_exec(sqlite3 *db, const char *sql, char *err, size_t errlen) {
     char *msg = NULL;
     int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
     if (rc != SQLITE_OK && err) snprintf(err, errlen, "%s", msg ? msg : sqlite3_errstr(rc));
@@ -95,7 +95,7 @@ static void set_fault(proj *p, uint64_t pos, const char *type, const char *msg) 
     evl_proj_engine *e = p->eng;
     /* Report and record first: whoever a waiter wakes (evl_proj_wait returns
      * EVL_EFAULTED) finds the fault already said and in the file. */
-    report(e, "projection %s faulted at position %llu (%s): %s", p->spec->name,
+    evl__proj_report(e, "projection %s faulted at position %llu (%s): %s", p->name,
            (unsigned long long)pos, type && *type ? type : "?", msg);
     /* In the file too, so that other processes (evlog projections beside a
      * running evlogd) see why the projection stopped. */
@@ -221,8 +221,8 @@ static int step_txn(proj *p, sqlite3_stmt *st, char *err, size_t errlen) {
  * Returns the new checkpoint; *failed_at is set when an event failed.
  * @p timed: also end the batch after 250 ms (not when re-applying the
  * events before a failure: those must all be applied). */
-static int apply_batch(proj *p, uint64_t until, int timed, uint64_t *new_cp, uint64_t *failed_at,
-                       char fault_type[EVL_MAX_NAME + 1], char *err, size_t errlen, int *full) {
+int evl__proj_apply_batch(proj *p, uint64_t until, int timed, uint64_t *new_cp, uint64_t *failed_at,
+                          char fault_type[EVL_MAX_NAME + 1], char *err, size_t errlen, int *full) {
     source src;
     const evl_event *ev = NULL;
     uint64_t cp = p->checkpoint, n = 0, applied = p->applied, start = cp;
@@ -306,7 +306,7 @@ static int apply_batch(proj *p, uint64_t until, int timed, uint64_t *new_cp, uin
 
 /* ------------------------------------------------------------ set-up */
 
-static void remove_db_files(const char *path) {
+void evl__proj_remove_db_files(const char *path) {
     char buf[4096];
     unlink(path);
     snprintf(buf, sizeof buf, "%s-wal", path);
@@ -317,45 +317,53 @@ static void remove_db_files(const char *path) {
 
 static int create_schema(proj *p, char *err, size_t errlen) {
     char sql[512];
-    if (exec(p->db, "BEGIN IMMEDIATE", err, errlen) != SQLITE_OK) return EVL_ESQL;
+    sqlite3_stmt *st = NULL;
+    if (evl__proj_exec(p->db, "BEGIN IMMEDIATE", err, errlen) != SQLITE_OK) return EVL_ESQL;
+    /* The spec's text goes into the file: when the spec changes, the old
+     * table keeps being fed by the spec it was built with until the rebuilt
+     * one takes over, and a backup can carry the specs in use. */
     snprintf(sql, sizeof sql,
              "CREATE TABLE _evl_checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), projection TEXT NOT NULL,"
              " position INTEGER NOT NULL, spec_hash TEXT NOT NULL, events_applied INTEGER NOT NULL,"
-             " updated_at TEXT, fault_position INTEGER, fault_type TEXT, error TEXT);"
-             "INSERT INTO _evl_checkpoint (id, projection, position, spec_hash, events_applied)"
-             " VALUES (1, '%s', 0, '%s', 0);",
-             p->spec->name, p->spec->hash);
-    if (exec(p->db, p->spec->ddl, err, errlen) != SQLITE_OK || exec(p->db, sql, err, errlen) != SQLITE_OK ||
-        exec(p->db, "COMMIT", err, errlen) != SQLITE_OK) {
-        exec(p->db, "ROLLBACK", NULL, 0);
+             " updated_at TEXT, fault_position INTEGER, fault_type TEXT, error TEXT, spec_file TEXT, spec TEXT);");
+    int ok = evl__proj_exec(p->db, p->spec->ddl, err, errlen) == SQLITE_OK &&
+             evl__proj_exec(p->db, sql, err, errlen) == SQLITE_OK &&
+             sqlite3_prepare_v2(p->db, "INSERT INTO _evl_checkpoint (id, projection, position, spec_hash, events_applied,"
+                                       " spec_file, spec) VALUES (1, ?1, 0, ?2, 0, ?3, ?4)", -1, &st, NULL) == SQLITE_OK;
+    if (ok) {
+        sqlite3_bind_text(st, 1, p->spec->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, p->spec->hash, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, p->spec->file, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, p->spec->text, (int)p->spec->len, SQLITE_STATIC);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+        if (!ok) snprintf(err, errlen, "%s", sqlite3_errmsg(p->db));
+    }
+    sqlite3_finalize(st);
+    if (!ok || evl__proj_exec(p->db, "COMMIT", err, errlen) != SQLITE_OK) {
+        evl__proj_exec(p->db, "ROLLBACK", NULL, 0);
         return EVL_ESQL;
     }
     return EVL_OK;
 }
 
-/* Open the file, create or check its schema, prepare every statement. */
-static int setup(proj *p, char *err, size_t errlen) {
+int evl__proj_setup(proj *p, int how, char *err, size_t errlen) {
     char hash[17];
     uint64_t pos = 0, applied = 0;
+    if (how & SETUP_FRESH) evl__proj_remove_db_files(p->path);
     int rc = evl__proj_open_writer(p->path, &p->db, err, errlen);
     if (rc) return rc;
-    rc = evl__proj_read_checkpoint(p->db, &pos, hash, &applied);
-    if (rc == EVL_OK && strcmp(hash, p->spec->hash) != 0) {
-        /* The spec changed: the table is derived, so build it again from the log. */
-        report(p->eng, "projection %s: spec changed (%s -> %s), rebuilding from position 1",
-               p->spec->name, hash, p->spec->hash);
-        sqlite3_close(p->db);
-        p->db = NULL;
-        remove_db_files(p->path);
-        if ((rc = evl__proj_open_writer(p->path, &p->db, err, errlen))) return rc;
-        rc = EVL_ENOTFOUND;
-        pthread_mutex_lock(&p->eng->mu);
-        p->rebuilding = 1;
-        pthread_mutex_unlock(&p->eng->mu);
-    }
+    /* A file being rebuilt is worth nothing after a crash (it is built
+     * again), so it needs neither a journal nor a sync until it is served. */
+    if ((how & SETUP_BULK) &&
+        evl__proj_exec(p->db, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF", err, errlen) != SQLITE_OK)
+        return EVL_ESQL;
+    rc = (how & SETUP_FRESH) ? EVL_ENOTFOUND : evl__proj_read_checkpoint(p->db, &pos, hash, &applied);
     if (rc == EVL_ENOTFOUND) {
         pos = applied = 0;
         if ((rc = create_schema(p, err, errlen))) return rc;
+    } else if (rc) {
+        snprintf(err, errlen, "%s: cannot read the checkpoint: %s", p->path, evl_strerror(rc));
+        return rc;
     }
     pthread_mutex_lock(&p->eng->mu);
     p->checkpoint = pos;
@@ -363,7 +371,7 @@ static int setup(proj *p, char *err, size_t errlen) {
     pthread_cond_broadcast(&p->cv); /* a waiter may already want this position */
     pthread_mutex_unlock(&p->eng->mu);
     const evl_proj_spec *sp = p->spec;
-    if (!(p->stmts = evl_calloc(sp->n_handlers, sizeof *p->stmts))) return EVL_ENOMEM;
+    if (!(p->stmts = evl_calloc(sp->n_handlers ? sp->n_handlers : 1, sizeof *p->stmts))) return EVL_ENOMEM;
     for (size_t h = 0; h < sp->n_handlers; h++) {
         if (!(p->stmts[h] = evl_calloc(sp->handlers[h].n_stmts, sizeof **p->stmts))) return EVL_ENOMEM;
         for (size_t s = 0; s < sp->handlers[h].n_stmts; s++)
@@ -388,7 +396,7 @@ static int setup(proj *p, char *err, size_t errlen) {
     return EVL_OK;
 }
 
-static void teardown(proj *p) {
+void evl__proj_teardown(proj *p) {
     if (p->stmts) {
         for (size_t h = 0; h < p->spec->n_handlers; h++) {
             if (!p->stmts[h]) continue;
@@ -404,9 +412,87 @@ static void teardown(proj *p) {
     sqlite3_finalize(p->st_commit);
     sqlite3_finalize(p->st_rollback);
     p->st_begin = p->st_commit = p->st_rollback = NULL;
-    evl__proj_plan_free(&p->plan, p->spec);
+    if (p->spec) evl__proj_plan_free(&p->plan, p->spec);
     sqlite3_close(p->db);
     p->db = NULL;
+}
+
+int evl__proj_spec_copy(const evl_proj_spec *sp, evl_proj_spec **out) {
+    char err[256];
+    return evl_proj_spec_parse(sp->text, sp->len, sp->file, out, err, sizeof err);
+}
+
+/* The spec a file was built with, from its checkpoint row: NULL when the
+ * file predates stored specs or the text no longer parses. */
+static evl_proj_spec *stored_spec(sqlite3 *db, const char *hash) {
+    sqlite3_stmt *st;
+    evl_proj_spec *sp = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT spec_file, spec FROM _evl_checkpoint WHERE id = 1", -1, &st, NULL) != SQLITE_OK)
+        return NULL;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 1) == SQLITE_TEXT) {
+        const char *file = (const char *)sqlite3_column_text(st, 0);
+        char err[256];
+        if (evl_proj_spec_parse((const char *)sqlite3_column_text(st, 1), (size_t)sqlite3_column_bytes(st, 1),
+                                file ? file : "stored", &sp, err, sizeof err) == EVL_OK &&
+            strcmp(sp->hash, hash)) {
+            evl_proj_spec_free(sp);
+            sp = NULL;
+        }
+    }
+    sqlite3_finalize(st);
+    return sp;
+}
+
+/* Start-up: serve what the file holds.  When the loaded spec differs from
+ * the one the file was built with, the old table keeps serving — fed by its
+ * own stored spec, or frozen when that is unknown — while a rebuild with the
+ * new spec runs beside it (replay/rebuild.c). */
+static int start(proj *p, char *err, size_t errlen) {
+    evl_proj_engine *e = p->eng;
+    int cut_short = evl__proj_gc_files(p);
+    struct stat sb;
+    if (stat(p->path, &sb) != 0) return evl__proj_setup(p, SETUP_OPEN, err, errlen); /* a new projection */
+    char hash[17];
+    uint64_t pos = 0, applied = 0;
+    sqlite3 *db;
+    int rc = evl__proj_open_writer(p->path, &db, err, errlen);
+    if (rc) return rc;
+    rc = evl__proj_read_checkpoint(db, &pos, hash, &applied);
+    evl_proj_spec *old = rc == EVL_OK && strcmp(hash, p->spec->hash) ? stored_spec(db, hash) : NULL;
+    sqlite3_close(db);
+    if (rc == EVL_ENOTFOUND || (rc == EVL_OK && !strcmp(hash, p->spec->hash))) {
+        if ((rc = evl__proj_setup(p, SETUP_OPEN, err, errlen))) return rc;
+        if (rc == EVL_OK && cut_short) {
+            evl_proj_spec *copy;
+            evl__proj_report(e, "projection %s: a rebuild was cut short; starting it again", p->name);
+            if (evl__proj_spec_copy(p->spec, &copy) == EVL_OK) {
+                pthread_mutex_lock(&e->mu);
+                p->want = copy;
+                pthread_mutex_unlock(&e->mu);
+            }
+        }
+        return EVL_OK;
+    }
+    if (rc) {
+        snprintf(err, errlen, "%s: cannot read the checkpoint: %s", p->path, evl_strerror(rc));
+        return rc;
+    }
+    evl__proj_report(e, "projection %s: spec changed (%s -> %s); the old table serves while it is rebuilt%s",
+                     p->name, hash, p->spec->hash, old ? "" : " (frozen: its spec is not stored in it)");
+    evl_proj_spec *copy = NULL;
+    if (!old && (rc = evl__proj_spec_copy(p->spec, &copy))) return rc;
+    pthread_mutex_lock(&e->mu);
+    p->want = p->spec;
+    p->spec = old ? old : copy;
+    pthread_mutex_unlock(&e->mu);
+    if (old && evl__proj_setup(p, SETUP_OPEN, err, errlen) == EVL_OK) return EVL_OK;
+    evl__proj_teardown(p);
+    pthread_mutex_lock(&e->mu);
+    p->frozen = 1;
+    p->checkpoint = pos;
+    p->applied = applied;
+    pthread_mutex_unlock(&e->mu);
+    return EVL_OK;
 }
 
 static void *projector_main(void *arg) {
@@ -415,17 +501,32 @@ static void *projector_main(void *arg) {
     char err[1024], fault_type[EVL_MAX_NAME + 1];
     /* named, so that top -H and perf tell the projectors apart (15 bytes max) */
     char tname[16];
-    snprintf(tname, sizeof tname, "proj-%s", p->spec->name);
+    snprintf(tname, sizeof tname, "proj-%s", p->name);
     pthread_setname_np(pthread_self(), tname);
-    int rc = setup(p, err, sizeof err);
+    int rc = start(p, err, sizeof err);
     if (rc) set_fault(p, 0, NULL, err);
     pthread_mutex_lock(&e->mu);
+    p->opened = 1;
+    pthread_cond_broadcast(&p->cv);
     while (!e->stop) {
-        if (p->state == EVL_PROJ_FAULTED || evl_log_head(e->log) <= p->checkpoint) {
-            if (p->state != EVL_PROJ_FAULTED) {
-                p->state = EVL_PROJ_LIVE;
-                p->rebuilding = 0;
-            }
+        if (p->want) {
+            /* a newer request replaces a rebuild in progress */
+            evl_proj_spec *sp = p->want;
+            p->want = NULL;
+            pthread_mutex_unlock(&e->mu);
+            evl__proj_rebuild_cancel(p);
+            evl__proj_rebuild_start(p, sp);
+            pthread_mutex_lock(&e->mu);
+            continue;
+        }
+        if (evl__proj_rebuild_pending(p)) {
+            pthread_mutex_unlock(&e->mu);
+            evl__proj_rebuild_finish(p);
+            pthread_mutex_lock(&e->mu);
+            continue;
+        }
+        if (p->frozen || p->state == EVL_PROJ_FAULTED || evl_log_head(e->log) <= p->checkpoint) {
+            if (!p->frozen && p->state != EVL_PROJ_FAULTED) p->state = EVL_PROJ_LIVE;
             pthread_cond_wait(&e->wake, &e->mu);
             continue;
         }
@@ -433,14 +534,14 @@ static void *projector_main(void *arg) {
         uint64_t cp = p->checkpoint, failed_at = 0;
         int full;
         fault_type[0] = 0;
-        rc = apply_batch(p, 0, 1, &cp, &failed_at, fault_type, err, sizeof err, &full);
+        rc = evl__proj_apply_batch(p, 0, 1, &cp, &failed_at, fault_type, err, sizeof err, &full);
         if (rc && failed_at > p->checkpoint + 1) {
             /* keep what came before the failing event, so the fault is exact */
             char err2[256];
             uint64_t cp2 = p->checkpoint, f2;
             int full2;
             char t2[EVL_MAX_NAME + 1];
-            if (apply_batch(p, failed_at - 1, 0, &cp2, &f2, t2, err2, sizeof err2, &full2) == EVL_OK) cp = cp2;
+            if (evl__proj_apply_batch(p, failed_at - 1, 0, &cp2, &f2, t2, err2, sizeof err2, &full2) == EVL_OK) cp = cp2;
         }
         pthread_mutex_lock(&e->mu);
         p->checkpoint = cp;
@@ -450,54 +551,13 @@ static void *projector_main(void *arg) {
             pthread_mutex_lock(&e->mu);
         } else if (p->state != EVL_PROJ_FAULTED) {
             p->state = full ? EVL_PROJ_CATCHING_UP : EVL_PROJ_LIVE;
-            if (!full) p->rebuilding = 0;
         }
         pthread_cond_broadcast(&p->cv);
     }
     pthread_mutex_unlock(&e->mu);
-    teardown(p);
+    evl__proj_rebuild_cancel(p);
+    evl__proj_teardown(p);
     return NULL;
-}
-
-int evl_proj_build(evl_log *log, const evl_proj_spec *spec, uint64_t until, const char *out,
-                   uint64_t *position, char *err, size_t errlen) {
-    /* A projector of its own, without a thread: the same set-up, batches and
-     * binding as the live engine, so the file is what the engine would have
-     * built had the log stopped at @p until. */
-    evl_proj_engine e;
-    proj p;
-    memset(&e, 0, sizeof e);
-    memset(&p, 0, sizeof p);
-    e.log = log;
-    e.opt.batch_events = 10000;
-    pthread_mutex_init(&e.mu, NULL);
-    pthread_cond_init(&e.wake, NULL);
-    pthread_cond_init(&p.cv, NULL);
-    p.eng = &e;
-    p.spec = (evl_proj_spec *)spec;
-    p.path = (char *)out;
-    err[0] = 0;
-    remove_db_files(out);
-    uint64_t head = evl_log_head(log);
-    if (until > head) until = head; /* 0: before the first event, the empty tables */
-    int rc = setup(&p, err, errlen);
-    while (rc == EVL_OK && p.checkpoint < until) {
-        uint64_t cp = p.checkpoint, failed = 0;
-        int full;
-        char type[EVL_MAX_NAME + 1] = "", why[768];
-        rc = apply_batch(&p, until, 0, &cp, &failed, type, why, sizeof why, &full);
-        if (rc) snprintf(err, errlen, "position %llu (%s): %s", (unsigned long long)failed, type, why);
-        else if (cp == p.checkpoint) break; /* nothing more to read below until */
-        p.checkpoint = cp;
-    }
-    if (rc == EVL_OK && exec(p.db, "PRAGMA journal_mode=DELETE", err, errlen) != SQLITE_OK) rc = EVL_ESQL;
-    if (position) *position = p.checkpoint;
-    teardown(&p);
-    pthread_cond_destroy(&p.cv);
-    pthread_cond_destroy(&e.wake);
-    pthread_mutex_destroy(&e.mu);
-    if (rc) remove_db_files(out);
-    return rc;
 }
 
 static void on_commit(void *arg, uint64_t head) {
@@ -510,39 +570,91 @@ static void on_commit(void *arg, uint64_t head) {
 
 /* ------------------------------------------------------------ loading */
 
-static int add_spec(evl_proj_engine *e, const char *file, const char *text, size_t len) {
+/* Specs are loaded into a list first: the engine's projections at open,
+ * and on a reload the versions to compare with the running ones. */
+typedef struct speclist {
+    evl_proj_spec **v;
+    size_t n;
+} speclist;
+
+static void speclist_free(speclist *l) {
+    for (size_t i = 0; i < l->n; i++) evl_proj_spec_free(l->v[i]);
+    evl_free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+static int add_spec(evl_proj_engine *e, speclist *l, const char *file, const char *text, size_t len) {
     char err[1024];
     evl_proj_spec *sp;
     int rc = evl_proj_spec_parse(text, len, file, &sp, err, sizeof err);
     if (rc == EVL_ENOMEM) return rc;
     if (rc) {
-        report(e, "skipping projection file %s", err);
+        evl__proj_report(e, "skipping projection file %s", err);
         return EVL_OK;
     }
-    for (size_t i = 0; i < e->n; i++)
-        if (!strcmp(e->projs[i].spec->name, sp->name)) {
-            report(e, "skipping projection file %s: duplicate projection name %s (already defined in %s)",
-                   file, sp->name, e->projs[i].spec->file);
+    for (size_t i = 0; i < l->n; i++)
+        if (!strcmp(l->v[i]->name, sp->name)) {
+            evl__proj_report(e, "skipping projection file %s: duplicate projection name %s (already defined in %s)",
+                             file, sp->name, l->v[i]->file);
             evl_proj_spec_free(sp);
             return EVL_OK;
         }
-    proj *grown = evl_realloc(e->projs, (e->n + 1) * sizeof *grown);
+    evl_proj_spec **grown = evl_realloc(l->v, (l->n + 1) * sizeof *grown);
     if (!grown) {
         evl_proj_spec_free(sp);
         return EVL_ENOMEM;
     }
-    e->projs = grown;
-    proj *p = &e->projs[e->n];
-    memset(p, 0, sizeof *p);
-    p->spec = sp;
+    l->v = grown;
+    l->v[l->n++] = sp;
+    return EVL_OK;
+}
+
+/* A projection for sp (taken), added to the engine; its thread is not started. */
+static int add_proj(evl_proj_engine *e, evl_proj_spec *sp, proj **out) {
+    proj *p = evl_calloc(1, sizeof *p);
     size_t n = strlen(e->dir) + strlen(sp->name) + 8;
-    if (!(p->path = evl_malloc(n))) {
+    if (!p || !(p->path = evl_malloc(n)) || !(p->name = evl__proj_strdup(sp->name))) {
+        if (p) evl_free(p->path);
+        evl_free(p);
         evl_proj_spec_free(sp);
         return EVL_ENOMEM;
     }
     snprintf(p->path, n, "%s/%s.db", e->dir, sp->name);
+    p->eng = e;
+    p->spec = sp;
     p->state = EVL_PROJ_CATCHING_UP;
-    e->n++;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_lock(&e->mu);
+    if (e->n == e->cap) {
+        size_t cap = e->cap ? e->cap * 2 : 8;
+        proj **grown = evl_realloc(e->projs, cap * sizeof *grown);
+        if (!grown) {
+            pthread_mutex_unlock(&e->mu);
+            pthread_cond_destroy(&p->cv);
+            evl_free(p->name);
+            evl_free(p->path);
+            evl_free(p);
+            evl_proj_spec_free(sp);
+            return EVL_ENOMEM;
+        }
+        e->projs = grown;
+        e->cap = cap;
+    }
+    e->projs[e->n++] = p;
+    pthread_mutex_unlock(&e->mu);
+    *out = p;
+    return EVL_OK;
+}
+
+static int start_thread(proj *p) {
+    int err = pthread_create(&p->thread, NULL, projector_main, p);
+    if (err) return EVL_ESYS(err);
+    p->started = 1;
     return EVL_OK;
 }
 
@@ -551,11 +663,11 @@ static int is_sql(const struct dirent *d) {
     return n > 4 && !strcmp(d->d_name + n - 4, ".sql") && d->d_name[0] != '.';
 }
 
-static int load_dir(evl_proj_engine *e, const char *dir) {
+static int load_dir(evl_proj_engine *e, speclist *l, const char *dir) {
     struct dirent **names;
     int n = scandir(dir, &names, is_sql, alphasort), rc = EVL_OK;
     if (n < 0) {
-        report(e, "cannot read projection directory %s: %s", dir, strerror(errno));
+        evl__proj_report(e, "cannot read projection directory %s: %s", dir, strerror(errno));
         return EVL_OK;
     }
     for (int i = 0; i < n; i++) {
@@ -577,10 +689,10 @@ static int load_dir(evl_proj_engine *e, const char *dir) {
                 len += r;
             }
             fclose(f);
-            if (!rc) rc = add_spec(e, path, buf ? buf : "", len);
+            if (!rc) rc = add_spec(e, l, path, buf ? buf : "", len);
             evl_free(buf);
         } else if (!rc) {
-            report(e, "cannot read projection file %s: %s", path, strerror(errno));
+            evl__proj_report(e, "cannot read projection file %s: %s", path, strerror(errno));
         }
         free(names[i]);
     }
@@ -588,8 +700,24 @@ static int load_dir(evl_proj_engine *e, const char *dir) {
     return rc;
 }
 
+static int load_all(evl_proj_engine *e, speclist *l) {
+    int rc = EVL_OK;
+    if (!e->opt.no_builtin) {
+        size_t nb;
+        const evl_proj_builtin *b = evl_proj_builtins(&nb);
+        for (size_t i = 0; i < nb && !rc; i++) {
+            char file[128];
+            snprintf(file, sizeof file, "builtin:%s", b[i].file);
+            rc = add_spec(e, l, file, b[i].text, b[i].len);
+        }
+    }
+    for (size_t i = 0; i < e->opt.n_dirs && !rc; i++) rc = load_dir(e, l, e->opt.dirs[i]);
+    return rc;
+}
+
 int evl_proj_open(evl_log *log, const evl_proj_options *opt, evl_proj_engine **out) {
     int rc = EVL_OK;
+    speclist l = {0};
     *out = NULL;
     evl_proj_engine *e = evl_calloc(1, sizeof *e);
     if (!e) return EVL_ENOMEM;
@@ -603,35 +731,56 @@ int evl_proj_open(evl_log *log, const evl_proj_options *opt, evl_proj_engine **o
     if (!(e->dir = evl_malloc(n))) { rc = EVL_ENOMEM; goto fail; }
     snprintf(e->dir, n, "%s/projections", data);
     if (mkdir(e->dir, 0755) != 0 && errno != EEXIST) { rc = EVL_ESYS(errno); goto fail; }
-    if (!e->opt.no_builtin) {
-        size_t nb;
-        const evl_proj_builtin *b = evl_proj_builtins(&nb);
-        for (size_t i = 0; i < nb && !rc; i++) {
-            char file[128];
-            snprintf(file, sizeof file, "builtin:%s", b[i].file);
-            rc = add_spec(e, file, b[i].text, b[i].len);
-        }
+    if ((rc = load_all(e, &l))) goto fail;
+    for (size_t i = 0; i < l.n && !rc; i++) {
+        proj *p;
+        rc = add_proj(e, l.v[i], &p);
+        l.v[i] = NULL; /* taken, even on failure */
     }
-    for (size_t i = 0; i < e->opt.n_dirs && !rc; i++) rc = load_dir(e, e->opt.dirs[i]);
     if (rc) goto fail;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    for (size_t i = 0; i < e->n; i++) {
-        e->projs[i].eng = e;
-        pthread_cond_init(&e->projs[i].cv, &ca);
-    }
-    pthread_condattr_destroy(&ca);
     if ((rc = evl_log_watch(log, on_commit, e))) goto fail;
-    for (size_t i = 0; i < e->n; i++) {
-        int err = pthread_create(&e->projs[i].thread, NULL, projector_main, &e->projs[i]);
-        if (err) { rc = EVL_ESYS(err); goto fail; }
-        e->projs[i].started = 1;
-    }
+    for (size_t i = 0; i < e->n; i++)
+        if ((rc = start_thread(e->projs[i]))) goto fail;
+    speclist_free(&l);
     *out = e;
     return EVL_OK;
 fail:
+    speclist_free(&l);
     evl_proj_close(e);
+    return rc;
+}
+
+int evl_proj_reload(evl_proj_engine *e, size_t *changed) {
+    speclist l = {0};
+    size_t n_changed = 0;
+    int rc = load_all(e, &l);
+    for (size_t i = 0; i < l.n && !rc; i++) {
+        evl_proj_spec *sp = l.v[i];
+        proj *p = evl__proj_find(e, sp->name);
+        if (!p) {
+            evl__proj_report(e, "projection %s: new in %s", sp->name, sp->file);
+            l.v[i] = NULL;
+            if (!(rc = add_proj(e, sp, &p))) rc = start_thread(p);
+            n_changed++;
+            continue;
+        }
+        pthread_mutex_lock(&e->mu);
+        /* compare with the newest version asked for: a reload with nothing
+         * changed leaves a rebuild in progress alone */
+        const char *now = p->want ? p->want->hash : evl__proj_rebuild_hash(p);
+        if (!now) now = p->spec->hash;
+        if (strcmp(now, sp->hash)) {
+            evl_proj_spec_free(p->want);
+            p->want = sp;
+            l.v[i] = NULL;
+            n_changed++;
+            pthread_cond_broadcast(&e->wake);
+        }
+        pthread_mutex_unlock(&e->mu);
+        if (!l.v[i]) evl__proj_report(e, "projection %s: spec changed in %s; rebuilding", sp->name, sp->file);
+    }
+    speclist_free(&l);
+    if (changed) *changed = n_changed;
     return rc;
 }
 
@@ -640,18 +789,23 @@ void evl_proj_close(evl_proj_engine *e) {
     pthread_mutex_lock(&e->mu);
     e->stop = 1;
     pthread_cond_broadcast(&e->wake);
-    for (size_t i = 0; i < e->n; i++) pthread_cond_broadcast(&e->projs[i].cv);
+    for (size_t i = 0; i < e->n; i++) pthread_cond_broadcast(&e->projs[i]->cv);
     pthread_mutex_unlock(&e->mu);
     for (size_t i = 0; i < e->n; i++)
-        if (e->projs[i].started) pthread_join(e->projs[i].thread, NULL);
+        if (e->projs[i]->started) pthread_join(e->projs[i]->thread, NULL);
     evl_log_unwatch(e->log, on_commit, e);
     for (size_t i = 0; i < e->n; i++) {
-        proj *p = &e->projs[i];
-        if (p->eng) pthread_cond_destroy(&p->cv);
+        proj *p = e->projs[i];
+        if (p->old_pending) evl__proj_remove_generation(p, p->old_target);
+        pthread_cond_destroy(&p->cv);
         evl_proj_spec_free(p->spec);
+        evl_proj_spec_free(p->want);
+        evl_free(p->name);
         evl_free(p->path);
         evl_free(p->fault_type);
         evl_free(p->error);
+        evl_free(p->rb_error);
+        evl_free(p);
     }
     evl_free(e->projs);
     evl_free(e->dir);
@@ -659,4 +813,3 @@ void evl_proj_close(evl_proj_engine *e) {
     pthread_cond_destroy(&e->wake);
     evl_free(e);
 }
-

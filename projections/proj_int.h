@@ -40,6 +40,8 @@ typedef struct spec_handler {
 struct evl_proj_spec {
     char *name;
     char *file;
+    char *text;          /* the source, kept so that a file can carry the spec it was built with */
+    size_t len;
     char hash[17];
     char *ddl;
     spec_handler *handlers;
@@ -106,19 +108,31 @@ typedef struct plan {
     int t_valid;
 } plan;
 
+typedef struct rebuild rebuild;
+
 typedef struct proj {
     evl_proj_engine *eng;
-    evl_proj_spec *spec;
-    char *path;
+    char *name;                 /* stable: a rebuild replaces the spec, never the name */
+    evl_proj_spec *spec;        /* what the served file is built with; other threads read it under eng->mu */
+    char *path;                 /* DIR/NAME.db: a symlink to the served generation after the first rebuild */
     pthread_t thread;
     int started;
     /* Shared, under eng->mu. */
     evl_proj_state state;
-    int rebuilding;
     uint64_t checkpoint, applied;
     uint64_t fault_pos;
     char *fault_type, *error;
-    pthread_cond_t cv;          /* the checkpoint moved (or the projection faulted) */
+    pthread_cond_t cv;          /* the checkpoint moved, the projection faulted, or a rebuild ended */
+    evl_proj_spec *want;        /* a rebuild asked for (owned), not started yet */
+    rebuild *rb;                /* the rebuild in progress (the projector thread owns it) */
+    int frozen;                 /* the served file's spec is unknown: serve it as it is until the swap */
+    int opened;                 /* start() is done: a rebuild it found needed is in want */
+    uint64_t generation;        /* rebuilds swapped in since open */
+    unsigned readers[2];        /* queries in flight, by generation parity */
+    char old_target[256];       /* a swapped-out generation to delete when its readers are done */
+    int old_pending;            /* ... ("" target: a plain file, whose journal only is left) */
+    uint64_t old_gen;
+    char *rb_error;             /* why the last rebuild failed; NULL after a success */
     /* Thread-private. */
     sqlite3 *db;
     sqlite3_stmt ***stmts;      /* [handler][statement] */
@@ -136,8 +150,8 @@ struct evl_proj_engine {
     pthread_mutex_t mu;
     pthread_cond_t wake;        /* the log's head moved, or stop */
     int stop;
-    proj *projs;
-    size_t n;
+    proj **projs;               /* grows under mu (a reload adds projections); never shrinks */
+    size_t n, cap;
 };
 
 static inline char *evl__proj_strdup(const char *s) {
@@ -218,6 +232,45 @@ int evl__proj_plan_build(plan *pl, const evl_proj_spec *sp);
 void evl__proj_plan_free(plan *pl, const evl_proj_spec *sp);
 const uint32_t *evl__proj_handlers_for(const plan *pl, const char *type, size_t len, uint32_t *n);
 void evl__proj_index_map(const nametab *t, const uint8_t **val, const uint8_t *map, size_t len, uint64_t want);
+
+/* engine.c: the applier, shared with the shadows of replay/ */
+__attribute__((format(printf, 2, 3))) void evl__proj_report(evl_proj_engine *e, const char *fmt, ...);
+/* Open p->path and prepare p->spec.  Fresh: a new file (any old one
+ * removed) with its schema; bulk: journal and syncs off, for files that
+ * are rebuilt rather than recovered. */
+enum { SETUP_OPEN = 0, SETUP_FRESH = 1, SETUP_BULK = 2 };
+int evl__proj_setup(proj *p, int how, char *err, size_t errlen);
+void evl__proj_teardown(proj *p);
+int evl__proj_apply_batch(proj *p, uint64_t until, int timed, uint64_t *new_cp, uint64_t *failed_at,
+                          char fault_type[EVL_MAX_NAME + 1], char *err, size_t errlen, int *full);
+void evl__proj_remove_db_files(const char *path);
+int evl__proj_exec(sqlite3 *db, const char *sql, char *err, size_t errlen);
+/* A second parse of sp's text: an independent copy. */
+int evl__proj_spec_copy(const evl_proj_spec *sp, evl_proj_spec **out);
+
+/* replay/shadow.c: a projector without a thread, building a file of its own. */
+typedef struct shadow {
+    evl_proj_engine eng;        /* private: the log, the batch size, setup()'s mutex */
+    proj p;
+} shadow;
+int evl__proj_shadow_open(shadow *s, evl_log *log, evl_proj_spec *spec, const char *path, size_t batch,
+                          char *err, size_t errlen);
+void evl__proj_shadow_close(shadow *s);
+
+/* replay/rebuild.c: rebuilds, run from the projector thread's loop. */
+int evl__proj_gc_files(proj *p);            /* remove stale generations; 1 if a rebuild was cut short */
+void evl__proj_rebuild_start(proj *p, evl_proj_spec *spec);  /* takes spec */
+int evl__proj_rebuild_pending(const proj *p); /* under mu: ready to swap in, or failed */
+void evl__proj_rebuild_finish(proj *p);     /* swap in, or clean up after a failure */
+void evl__proj_rebuild_cancel(proj *p);     /* stop and join; the shadow file stays (start-up restarts it) */
+/* Under mu: the hash being rebuilt to (NULL when none); the progress. */
+const char *evl__proj_rebuild_hash(const proj *p);
+void evl__proj_rebuild_progress(const proj *p, evl_proj_status *s);
+
+void evl__proj_remove_generation(proj *p, const char *target);
+
+/* status.c */
+proj *evl__proj_find(evl_proj_engine *e, const char *name);
 
 /* jsontext.c: the map or array at m as JSON text appended to b. */
 enum { JW_OK, JW_INVALID, JW_OTHER, JW_NOMEM };

@@ -265,10 +265,12 @@ int evl_proj_spec_parse(const char *src, size_t len, const char *file, evl_proj_
     int rc;
     *out = NULL;
     if (err && errlen) err[0] = 0;
-    if (!(p.spec = evl_calloc(1, sizeof *p.spec)) || !(p.spec->file = dup_range(file, file + strlen(file)))) {
+    if (!(p.spec = evl_calloc(1, sizeof *p.spec)) || !(p.spec->file = dup_range(file, file + strlen(file))) ||
+        !(p.spec->text = dup_range(src, src + len))) {
         evl_proj_spec_free(p.spec);
         return EVL_ENOMEM;
     }
+    p.spec->len = len;
     /* FNV-1a: the hash only has to tell versions of one file apart */
     uint64_t h = 0xcbf29ce484222325ULL;
     for (size_t i = 0; i < len; i++) h = (h ^ (uint8_t)src[i]) * 0x100000001b3ULL;
@@ -310,8 +312,10 @@ void evl_proj_spec_free(evl_proj_spec *sp) {
     evl_free(sp->ddl);
     evl_free(sp->name);
     evl_free(sp->file);
+    evl_free(sp->text);
     evl_free(sp);
 }
 
 const char *evl_proj_spec_name(const evl_proj_spec *sp) { return sp->name; }
 const char *evl_proj_spec_hash(const evl_proj_spec *sp) { return sp->hash; }
+const char *evl_proj_spec_file(const evl_proj_spec *sp) { return sp->file; }

@@ -16,18 +16,49 @@ const char *evl_proj_state_name(evl_proj_state s) {
     return "?";
 }
 
-static proj *find(evl_proj_engine *e, const char *name) {
-    for (size_t i = 0; i < e->n; i++)
-        if (!strcmp(e->projs[i].spec->name, name)) return &e->projs[i];
-    return NULL;
+/* Projections are added under the lock (a reload) and never removed
+ * before the engine closes, so the pointer stays good. */
+proj *evl__proj_find(evl_proj_engine *e, const char *name) {
+    proj *p = NULL;
+    pthread_mutex_lock(&e->mu);
+    for (size_t i = 0; i < e->n && !p; i++)
+        if (!strcmp(e->projs[i]->name, name)) p = e->projs[i];
+    pthread_mutex_unlock(&e->mu);
+    return p;
 }
+
+#define find evl__proj_find
 
 const char *evl_proj_db_path(evl_proj_engine *e, const char *name) {
     proj *p = find(e, name);
     return p ? p->path : NULL;
 }
 
-static void count_rows(const char *path, evl_proj_status *st, const evl_proj_spec *sp) {
+/* Readers are counted by generation, so that a generation swapped out by a
+ * rebuild is deleted only when the queries that may have opened it are done
+ * (a query may open the main file before the swap and its -wal/-shm after). */
+static unsigned reader_enter(proj *p) {
+    pthread_mutex_lock(&p->eng->mu);
+    unsigned g = (unsigned)(p->generation & 1);
+    p->readers[g]++;
+    pthread_mutex_unlock(&p->eng->mu);
+    return g;
+}
+
+static void reader_leave(proj *p, unsigned g) {
+    char old[sizeof p->old_target];
+    int drop = 0;
+    pthread_mutex_lock(&p->eng->mu);
+    if (--p->readers[g] == 0 && p->old_pending && (p->old_gen & 1) == g) {
+        memcpy(old, p->old_target, sizeof old);
+        p->old_pending = 0;
+        drop = 1;
+    }
+    pthread_mutex_unlock(&p->eng->mu);
+    if (drop) evl__proj_remove_generation(p, old);
+}
+
+static void count_rows(const char *path, evl_proj_status *st) {
     sqlite3 *db;
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
         sqlite3_close(db);
@@ -37,7 +68,7 @@ static void count_rows(const char *path, evl_proj_status *st, const evl_proj_spe
     for (size_t t = 0; t < st->n_tables; t++) {
         char sql[256];
         sqlite3_stmt *s;
-        snprintf(sql, sizeof sql, "SELECT count(*) FROM \"%s\"", sp->tables[t]);
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM \"%s\"", st->tables[t].name);
         if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
             st->tables[t].rows = (uint64_t)sqlite3_column_int64(s, 0);
         sqlite3_finalize(s);
@@ -45,42 +76,70 @@ static void count_rows(const char *path, evl_proj_status *st, const evl_proj_spe
     sqlite3_close(db);
 }
 
+/* One projection's status, taken under the lock (a rebuild may swap the
+ * spec); no SQL here. */
+static int fill(proj *p, evl_proj_status *s, uint64_t head) {
+    const evl_proj_spec *sp = p->spec;
+    s->name = evl__proj_strdup(p->name);
+    s->file = evl__proj_strdup(sp->file);
+    memcpy(s->spec_hash, sp->hash, 17);
+    s->checkpoint = p->checkpoint;
+    s->events_applied = p->applied;
+    s->head = head;
+    s->lag = head > s->checkpoint ? head - s->checkpoint : 0;
+    s->state = p->rb || p->want ? EVL_PROJ_REBUILDING
+               : p->state == EVL_PROJ_FAULTED ? EVL_PROJ_FAULTED
+               : p->checkpoint >= head ? EVL_PROJ_LIVE : p->state;
+    s->fault_position = p->fault_pos;
+    s->fault_type = p->fault_type ? evl__proj_strdup(p->fault_type) : NULL;
+    s->error = p->error ? evl__proj_strdup(p->error) : NULL;
+    s->generation = p->generation;
+    s->rebuild_error = p->rb_error ? evl__proj_strdup(p->rb_error) : NULL;
+    if (p->want && !p->rb) {
+        s->rebuild_active = 1;
+        memcpy(s->rebuild_hash, p->want->hash, 17);
+        s->rebuild_eta = -1;
+    }
+    evl__proj_rebuild_progress(p, s);
+    s->n_tables = sp->n_tables;
+    s->tables = evl_calloc(s->n_tables ? s->n_tables : 1, sizeof *s->tables);
+    if (!s->name || !s->file || !s->tables) return EVL_ENOMEM;
+    for (size_t t = 0; t < s->n_tables; t++)
+        if (!(s->tables[t].name = evl__proj_strdup(sp->tables[t]))) return EVL_ENOMEM;
+    return EVL_OK;
+}
+
 int evl_proj_status_get(evl_proj_engine *e, const char *name, evl_proj_status **out, size_t *n_out) {
     size_t n = 0;
     *out = NULL;
     *n_out = 0;
     if (name && !find(e, name)) return EVL_ENOTFOUND;
-    evl_proj_status *st = evl_calloc(e->n ? e->n : 1, sizeof *st);
-    if (!st) return EVL_ENOMEM;
     uint64_t head = evl_log_head(e->log);
-    for (size_t i = 0; i < e->n; i++) {
-        proj *p = &e->projs[i];
-        if (name && strcmp(p->spec->name, name)) continue;
-        evl_proj_status *s = &st[n++];
-        s->name = evl__proj_strdup(p->spec->name);
-        s->file = evl__proj_strdup(p->spec->file);
-        memcpy(s->spec_hash, p->spec->hash, 17);
-        pthread_mutex_lock(&e->mu);
-        s->checkpoint = p->checkpoint;
-        s->events_applied = p->applied;
-        s->state = p->state == EVL_PROJ_FAULTED ? EVL_PROJ_FAULTED
-                   : p->rebuilding ? EVL_PROJ_REBUILDING
-                   : p->checkpoint >= head ? EVL_PROJ_LIVE : p->state;
-        s->fault_position = p->fault_pos;
-        s->fault_type = p->fault_type ? evl__proj_strdup(p->fault_type) : NULL;
-        s->error = p->error ? evl__proj_strdup(p->error) : NULL;
-        pthread_mutex_unlock(&e->mu);
-        s->head = head;
-        s->lag = head > s->checkpoint ? head - s->checkpoint : 0;
-        s->n_tables = p->spec->n_tables;
-        s->tables = evl_calloc(s->n_tables ? s->n_tables : 1, sizeof *s->tables);
-        if (!s->name || !s->file || !s->tables) {
-            evl_proj_status_free(st, n);
-            return EVL_ENOMEM;
-        }
-        for (size_t t = 0; t < s->n_tables; t++) s->tables[t].name = evl__proj_strdup(p->spec->tables[t]);
-        count_rows(p->path, s, p->spec);
+    pthread_mutex_lock(&e->mu);
+    size_t total = e->n;
+    evl_proj_status *st = evl_calloc(total ? total : 1, sizeof *st);
+    int rc = st ? EVL_OK : EVL_ENOMEM;
+    const char **paths = evl_calloc(total ? total : 1, sizeof *paths);
+    if (!paths) rc = EVL_ENOMEM;
+    for (size_t i = 0; i < total && !rc; i++) {
+        proj *p = e->projs[i];
+        if (name && strcmp(p->name, name)) continue;
+        paths[n] = p->path;
+        rc = fill(p, &st[n++], head);
     }
+    pthread_mutex_unlock(&e->mu);
+    if (rc) {
+        evl_proj_status_free(st, n);
+        evl_free(paths);
+        return rc;
+    }
+    for (size_t i = 0; i < n; i++) {
+        proj *p = find(e, st[i].name);
+        unsigned g = reader_enter(p);
+        count_rows(paths[i], &st[i]);
+        reader_leave(p, g);
+    }
+    evl_free(paths);
     *out = st;
     *n_out = n;
     return EVL_OK;
@@ -95,6 +154,7 @@ void evl_proj_status_free(evl_proj_status *st, size_t n) {
         evl_free(st[i].file);
         evl_free(st[i].fault_type);
         evl_free(st[i].error);
+        evl_free(st[i].rebuild_error);
     }
     evl_free(st);
 }
@@ -125,8 +185,14 @@ int evl_proj_wait(evl_proj_engine *e, const char *name, uint64_t position, int t
 
 int evl_proj_wait_all(evl_proj_engine *e, uint64_t position, int timeout_ms) {
     int64_t deadline = evl__mono_ns() + (int64_t)timeout_ms * 1000000;
-    for (size_t i = 0; i < e->n; i++) {
-        int rc = wait_one(e, &e->projs[i], position, deadline);
+    pthread_mutex_lock(&e->mu);
+    size_t n = e->n;
+    pthread_mutex_unlock(&e->mu);
+    for (size_t i = 0; i < n; i++) {
+        pthread_mutex_lock(&e->mu);
+        proj *p = e->projs[i];
+        pthread_mutex_unlock(&e->mu);
+        int rc = wait_one(e, p, position, deadline);
         if (rc == EVL_ETIMEDOUT || rc == EVL_ECLOSED) return rc;
     }
     return EVL_OK;
@@ -139,5 +205,8 @@ int evl_proj_query(evl_proj_engine *e, const char *name, const char *sql, const 
         snprintf(err, errlen, "no projection named %s", name);
         return EVL_ENOTFOUND;
     }
-    return evl_proj_query_file(p->path, sql, params, opts, result, err, errlen);
+    unsigned g = reader_enter(p);
+    int rc = evl_proj_query_file(p->path, sql, params, opts, result, err, errlen);
+    reader_leave(p, g);
+    return rc;
 }

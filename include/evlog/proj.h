@@ -30,7 +30,9 @@
  * - The engine needs the data directory's lock: open the log read-write.
  *   Readers in other processes use evl_proj_query_file() on the `.db` file.
  * - A spec whose hash differs from the one its file was built with is
- *   rebuilt from position 1.
+ *   rebuilt from position 1 beside the old table, which keeps serving (fed
+ *   by the spec it was built with, stored in the file) until the rebuilt
+ *   one takes over; see evl_proj_rebuild().
  */
 #ifndef EVLOG_PROJ_H
 #define EVLOG_PROJ_H
@@ -61,6 +63,8 @@ void evl_proj_spec_free(evl_proj_spec *spec);
 const char *evl_proj_spec_name(const evl_proj_spec *spec);
 /** 16 hex digits identifying the spec's content (borrowed). */
 const char *evl_proj_spec_hash(const evl_proj_spec *spec);
+/** Where the spec came from ("builtin:jobs.sql", a path) (borrowed). */
+const char *evl_proj_spec_file(const evl_proj_spec *spec);
 
 /** Built-in specs compiled into the library: name ("jobs.sql") and text. */
 typedef struct evl_proj_builtin {
@@ -120,6 +124,16 @@ typedef struct evl_proj_status {
     uint64_t fault_position;    /**< with state faulted: the event that failed */
     char *fault_type;           /**< its type */
     char *error;                /**< SQLite's message (with the spec line), or NULL */
+    uint64_t generation;        /**< rebuilds swapped in since the engine opened */
+    /* A rebuild in progress (state rebuilding): */
+    int rebuild_active;
+    char rebuild_hash[17];      /**< the spec being built */
+    uint64_t rebuild_position;  /**< the shadow's checkpoint */
+    uint64_t rebuild_applied;   /**< events its handlers applied */
+    double rebuild_seconds;     /**< since it started */
+    double rebuild_rate;        /**< positions per second so far */
+    double rebuild_eta;         /**< seconds to the head at that rate; -1 unknown */
+    char *rebuild_error;        /**< why the last rebuild failed (the old table still serves), or NULL */
 } evl_proj_status;
 
 /** @brief Status of every projection (or of @p name only, when not NULL).
@@ -135,6 +149,35 @@ int evl_proj_wait(evl_proj_engine *eng, const char *name, uint64_t position, int
 /** @brief Wait until every projection has applied @p position or faulted.
  * @return EVL_OK or #EVL_ETIMEDOUT. */
 int evl_proj_wait_all(evl_proj_engine *eng, uint64_t position, int timeout_ms);
+
+/** @brief Rebuild projection @p name from position 1 with its current
+ * spec, without downtime.
+ *
+ * A shadow file is built by a thread of its own (no journal, no syncs: it
+ * is rebuilt rather than recovered) while the old file keeps serving
+ * queries and keeps being fed.  When the shadow reaches the head, the
+ * projector catches it up once more, makes it durable and swaps it in by
+ * renaming a symlink over `NAME.db`: a query sees the old table or the new
+ * one, never a half-built one, and no event is applied twice or skipped
+ * across the swap.  A rebuild whose new spec fails on an event leaves the
+ * old table serving (status: rebuild_error).  A crash mid-rebuild leaves
+ * the old file serving; the next start-up starts the rebuild again.
+ * @return EVL_OK (started, or one already on its way), #EVL_ENOTFOUND, #EVL_ENOMEM. */
+int evl_proj_rebuild(evl_proj_engine *eng, const char *name);
+
+/** @brief Wait until no rebuild of @p name is pending or running.
+ * @return EVL_OK (the last one swapped in, or there was none), #EVL_EFAULTED
+ *   (the last one failed: see rebuild_error), #EVL_ETIMEDOUT, #EVL_ECLOSED, #EVL_ENOTFOUND. */
+int evl_proj_rebuild_wait(evl_proj_engine *eng, const char *name, int timeout_ms);
+
+/** @brief Read the spec files again (the built-ins and the options' dirs,
+ * which must still be valid): a projection whose spec changed is rebuilt as
+ * by evl_proj_rebuild(), a new file starts a new projection; one whose file
+ * is gone keeps running until the engine is reopened.  What happens is
+ * reported through the options' report function.
+ * @param[out] changed how many projections were added or are rebuilding (may be NULL).
+ * @return EVL_OK, #EVL_ENOMEM, EVL_ESYS(errno). */
+int evl_proj_reload(evl_proj_engine *eng, size_t *changed);
 
 /** @brief The SQLite file of projection @p name (borrowed), or NULL. */
 const char *evl_proj_db_path(evl_proj_engine *eng, const char *name);

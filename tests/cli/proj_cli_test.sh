@@ -1,28 +1,5 @@
 #!/usr/bin/env bash
 # evlog query / evlog projections, embedded (the CLI runs the engine) and
-# point-in-time replay into a file the stock sqlite3 tool reads, by position and by time
-run "$EVLOG" "${P[@]}" replay --projection mine --until 3 --out "$T/at3.db"; expect 0 "replay --until 3"
-[ "$(sqlite3 "$T/at3.db" "SELECT group_concat(id || ':' || status) FROM jobs")" = "1:queued,2:queued,3:queued" ] \
-    || fail "replay at 3: $(sqlite3 "$T/at3.db" 'SELECT * FROM jobs')"
-run "$EVLOG" "${P[@]}" replay --projection mine --until 4 --out "$T/at4.db"; expect 0 "replay --until 4"
-[ "$(sqlite3 "$T/at4.db" "SELECT status FROM jobs WHERE id = '2'")" = "running" ] || fail "replay at 4"
-run "$EVLOG" --data "$D" export --from 3 --until 3; expect 0 "export position 3"
-T3=$(echo "$OUT" | $PY -c 'import json,sys; print(json.load(sys.stdin)["time"])')
-run "$EVLOG" "${P[@]}" replay --projection mine --until "$T3" --out "$T/t3.db"; expect 0 "replay --until TIME"
-[ "$(sqlite3 "$T/t3.db" "SELECT position FROM _evl_checkpoint")" = "3" ] || fail "replay by time: $OUT"
-run "$EVLOG" "${P[@]}" replay --projection mine --until 2000-01-01T00:00:00Z --out "$T/t0.db"; expect 0 "replay before the log"
-[ "$(sqlite3 "$T/t0.db" "SELECT count(*) FROM jobs")" = "0" ] || fail "replay before the first event"
-run "$EVLOG" "${P[@]}" replay --projection mine --until yesterday --out "$T/x.db"; expect 2 "replay bad --until"
-run "$EVLOG" "${P[@]}" replay --projection nosuch --until 1 --out "$T/x.db"; expect 1 "replay unknown projection"
-
-# verify checks each projection's checkpoint and notices a changed spec
-run "$EVLOG" "${P[@]}" verify; expect 0 verify
-echo "$OUT" | grep -qx "projection mine: checkpoint 4 of 4" || fail "verify projection line: $OUT"
-mkdir -p "$T/specs2"
-sed 's/n INTEGER);/n INTEGER, extra TEXT);/' "$T/specs/mine.sql" >"$T/specs2/mine.sql"
-run "$EVLOG" --data "$D" --projections "$T/specs2" --no-builtin verify; expect 0 "verify, changed spec"
-echo "$OUT" | grep -q "projection mine: checkpoint 4 of 4 (spec changed since it was built" || fail "changed spec: $OUT"
-
 # beside a running evlogd (the CLI reads the files evlogd maintains).
 set -euo pipefail
 BIN_DIR=${EVL_BIN_DIR:-$PWD}

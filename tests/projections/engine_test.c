@@ -281,6 +281,7 @@ int main(void) {
                      "-- @on *\nINSERT INTO counts VALUES (@type, 1, @position) ON CONFLICT(type) DO UPDATE SET n = n + 1, last = @position;\n");
     rep.n = 0;
     OK(evl_proj_open(log, &opt, &e));
+    OK(evl_proj_rebuild_wait(e, "counter", 10000));
     OK(evl_proj_wait(e, "counter", p6, 5000));
     snprintf(want, sizeof want, "[[\"Pinged\",%llu,%llu],[\"Reset\",1,5],[\"ThingMade\",3,3]]",
              (unsigned long long)pings + 1, (unsigned long long)p6);

@@ -4,35 +4,7 @@
 #include "bench/workloads/gen.h"
 #include "evlog/proj.h"
 #include "log/util.h"
-
-/* Every table of a projection file as one JSON text, rows in rowid order. */
-static char *dump(const char *path, const evl_proj_spec *sp_unused) {
-    (void)sp_unused;
-    json_t *res, *all = json_object();
-    char err[256];
-    CHECK(evl_proj_query_file(path, "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' "
-                                    "AND name <> '_evl_checkpoint' ORDER BY name", NULL, NULL, &res, err, sizeof err) == EVL_OK);
-    size_t i;
-    json_t *row;
-    json_array_foreach(json_object_get(res, "rows"), i, row) {
-        const char *t = json_string_value(json_array_get(row, 0));
-        char sql[256];
-        json_t *rows;
-        evl_proj_query_opts o = {.max_rows = 1000000, .timeout_ms = 30000};
-        snprintf(sql, sizeof sql, "SELECT * FROM \"%s\" ORDER BY rowid", t);
-        int rc = evl_proj_query_file(path, sql, NULL, &o, &rows, err, sizeof err);
-        if (rc) { /* WITHOUT ROWID tables: order by every column */
-            snprintf(sql, sizeof sql, "SELECT * FROM \"%s\" ORDER BY 1, 2", t);
-            CHECK(evl_proj_query_file(path, sql, NULL, &o, &rows, err, sizeof err) == EVL_OK);
-        }
-        json_object_set(all, t, json_object_get(rows, "rows"));
-        json_decref(rows);
-    }
-    json_decref(res);
-    char *s = json_dumps(all, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(all);
-    return s;
-}
+#include "projections/dump.h"
 
 int main(void) {
     evl_log *log;
@@ -64,13 +36,13 @@ int main(void) {
             evl_proj_spec *sp;
             char err[512], out[600];
             OK(evl_proj_spec_parse(b[k].text, b[k].len, b[k].file, &sp, err, sizeof err));
-            char *live = dump(evl_proj_db_path(e, evl_proj_spec_name(sp)), sp);
+            char *live = dump(evl_proj_db_path(e, evl_proj_spec_name(sp)));
             snprintf(out, sizeof out, "%s/%s-at-%llu.db", test_tmpdir(), evl_proj_spec_name(sp), (unsigned long long)head);
             uint64_t at;
             int rc = evl_proj_build(log, sp, head, out, &at, err, sizeof err);
             if (rc) fprintf(stderr, "build %s: %s\n", evl_proj_spec_name(sp), err);
             CHECK(rc == EVL_OK && at == head);
-            char *replayed = dump(out, sp);
+            char *replayed = dump(out);
             if (strcmp(live, replayed)) fprintf(stderr, "%s differs at %llu\n", evl_proj_spec_name(sp), (unsigned long long)head);
             CHECK(strcmp(live, replayed) == 0);
             compared++;
