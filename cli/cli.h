@@ -113,6 +113,7 @@ int cmd_export(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_verify(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_stats(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_replay(cli *c, const cli_command *cmd, int argc, char **argv);
+int cmd_rebuild(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_backup(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_query(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_projections(cli *c, const cli_command *cmd, int argc, char **argv);

@@ -1,5 +1,7 @@
 /* Commands about the log as a whole: verify, stats, backup (read-only). */
 #include <dirent.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,6 +221,48 @@ int cmd_stats(cli *c, const cli_command *cmd, int argc, char **argv)
 
 /* ================================================================ backup */
 
+/* The specs the projection files were built with (each file stores its
+ * own), except the built-in ones, into DEST/specs: a restore needs them to
+ * rebuild the same tables.  Returns how many were written, or -1. */
+static int backup_specs(cli *c, const char *dest)
+{
+    char dir[4096], path[4096 + 512];
+    snprintf(dir, sizeof dir, "%s/projections", c->data_dir);
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) && n >= 0) {
+        size_t len = strlen(de->d_name);
+        if (len < 4 || strcmp(de->d_name + len - 3, ".db") || de->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        json_t *res;
+        char err[256];
+        if (evl_proj_query_file(path, "SELECT projection, spec_file, spec FROM _evl_checkpoint WHERE id = 1", NULL,
+                                NULL, &res, err, sizeof err) != EVL_OK)
+            continue; /* not a projection file, or one older than stored specs */
+        json_t *row = json_array_get(json_object_get(res, "rows"), 0);
+        const char *name = json_string_value(json_array_get(row, 0));
+        const char *file = json_string_value(json_array_get(row, 1));
+        const char *text = json_string_value(json_array_get(row, 2));
+        if (name && text && !(file && !strncmp(file, "builtin:", 8))) {
+            snprintf(path, sizeof path, "%s/specs", dest);
+            mkdir(path, 0755);
+            snprintf(path, sizeof path, "%s/specs/%s.sql", dest, name);
+            FILE *f = fopen(path, "w");
+            if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
+                cli_fail("cannot write %s: %s", path, strerror(errno));
+                n = -1;
+            } else {
+                n++;
+            }
+        }
+        json_decref(res);
+    }
+    closedir(d);
+    return n;
+}
+
 int cmd_backup(cli *c, const cli_command *cmd, int argc, char **argv)
 {
     const char *dest = NULL;
@@ -250,7 +294,15 @@ int cmd_backup(cli *c, const cli_command *cmd, int argc, char **argv)
         return cli_fail("%s already holds a log; back up into a new directory", dest);
     if (err != EVL_OK)
         return cli_fail("backup to %s failed: %s", dest, evl_strerror(err));
-    printf("backed up %s to %s (at least %" PRIu64 " events); restore with: evlogd --data %s\n",
-           c->data_dir, dest, head, dest);
+    int specs = backup_specs(c, dest);
+    if (specs < 0)
+        return CLI_ERR;
+    if (specs > 0)
+        printf("backed up %s to %s (at least %" PRIu64 " events, %d projection spec%s in %s/specs); restore with: "
+               "evlogd --data %s --projections %s/specs\n",
+               c->data_dir, dest, head, specs, specs == 1 ? "" : "s", dest, dest, dest);
+    else
+        printf("backed up %s to %s (at least %" PRIu64 " events); restore with: evlogd --data %s\n",
+               c->data_dir, dest, head, dest);
     return CLI_OK;
 }

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -392,4 +393,96 @@ int cmd_replay(cli *c, const cli_command *cmd, int argc, char **argv)
     if (e) return cli_fail("replay of %s failed: %s", name, err);
     printf("%s: %s as of position %" PRIu64 "\n", out, name, at);
     return CLI_OK;
+}
+
+/* ================================================================ rebuild */
+
+/* One progress line: a bar redrawn in place on a terminal, else a line now and then. */
+static void rebuild_progress(const evl_proj_status *s, int tty)
+{
+    uint64_t head = s->head ? s->head : 1;
+    double frac = s->rebuild_active ? (double)s->rebuild_position / (double)head : 1.0;
+    if (frac > 1) frac = 1;
+    char bar[31];
+    int fill = (int)(frac * 30);
+    for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
+    bar[30] = 0;
+    char eta[32] = "?";
+    if (s->rebuild_eta >= 0) snprintf(eta, sizeof eta, "%.0fs", s->rebuild_eta);
+    fprintf(stderr, "%srebuilding %s [%s] %3.0f%% %" PRIu64 "/%" PRIu64 " %.0f events/s ETA %s%s", tty ? "\r" : "",
+            s->name, bar, frac * 100, s->rebuild_position, s->head, s->rebuild_rate, eta, tty ? "\033[K" : "\n");
+    fflush(stderr);
+}
+
+int cmd_rebuild(cli *c, const cli_command *cmd, int argc, char **argv)
+{
+    const char *name = NULL;
+    cli_args a;
+    cli_args_init(&a, c, cmd, argc, argv);
+    for (;;) {
+        const char *v = NULL;
+        int r = cli_arg_next(&a, NULL, &v);
+        if (r == CLI_ARG_END) break;
+        if (r == CLI_ARG_POS && !name) { name = v; continue; }
+        if (r == CLI_ARG_POS) return cli_usage(cmd, "unexpected argument '%s'", v);
+        return cli_arg_finish(&a, r);
+    }
+    if (!name) return cli_usage(cmd, "needs a projection NAME");
+    evl_log_options lo;
+    evl_log_options_init(&lo);
+    evl_log *log;
+    int rc = evl_log_open(c->data_dir, &lo, &log);
+    if (rc == EVL_EBUSY)
+        return cli_fail("an evlogd runs on %s: ask it to rebuild with\n"
+                        "  curl -X POST http://HOST:PORT/projections/%s/rebuild\n"
+                        "and follow the progress with GET /projections/%s", c->data_dir, name, name);
+    if (rc) return cli_fail("cannot open %s: %s", c->data_dir, evl_strerror(rc));
+    evl_proj_options po = {.dirs = c->proj_dirs, .n_dirs = c->n_proj_dirs, .no_builtin = c->no_builtin,
+                           .report = report_line};
+    evl_proj_engine *eng;
+    if ((rc = evl_proj_open(log, &po, &eng))) {
+        evl_log_close(log);
+        return cli_fail("cannot start the projections: %s", evl_strerror(rc));
+    }
+    if ((rc = evl_proj_rebuild(eng, name))) {
+        evl_proj_close(eng);
+        evl_log_close(log);
+        return rc == EVL_ENOTFOUND ? cli_fail("no projection named %s (built-in or in --projections)", name)
+                                   : cli_fail("cannot rebuild %s: %s", name, evl_strerror(rc));
+    }
+    int tty = isatty(STDERR_FILENO);
+    int64_t next_line = 0;
+    for (;;) {
+        rc = evl_proj_rebuild_wait(eng, name, tty ? 200 : 1000);
+        if (rc != EVL_ETIMEDOUT) break;
+        evl_proj_status *st;
+        size_t n;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+        if ((tty || now >= next_line) && evl_proj_status_get(eng, name, &st, &n) == EVL_OK) {
+            rebuild_progress(&st[0], tty);
+            evl_proj_status_free(st, n);
+            next_line = now + 5000000000LL;
+        }
+    }
+    if (tty) fputs("\r\033[K", stderr);
+    evl_proj_status *st = NULL;
+    size_t n = 0;
+    if (rc == EVL_OK) rc = evl_proj_wait(eng, name, evl_log_head(log), 3600 * 1000);
+    int out = CLI_OK;
+    if (evl_proj_status_get(eng, name, &st, &n) != EVL_OK || n != 1) {
+        out = cli_fail("cannot read the status of %s", name);
+    } else if (rc == EVL_EFAULTED && st[0].rebuild_error) {
+        out = cli_fail("rebuild of %s failed: %s (the old table still serves)", name, st[0].rebuild_error);
+    } else if (rc) {
+        out = cli_fail("rebuild of %s: %s%s%s", name, evl_strerror(rc), st[0].error ? ": " : "", st[0].error ? st[0].error : "");
+    } else {
+        printf("rebuilt %s: checkpoint %" PRIu64 " of %" PRIu64 ", %" PRIu64 " events applied, spec %s\n", name,
+               st[0].checkpoint, st[0].head, st[0].events_applied, st[0].spec_hash);
+    }
+    evl_proj_status_free(st, n);
+    evl_proj_close(eng);
+    evl_log_close(log);
+    return out;
 }

@@ -51,9 +51,10 @@ static const cli_command commands[] = {
      "Check every record, checksum and index of the log.", cmd_verify},
     {"stats", "[--json]", "Show the size and contents of the log.", cmd_stats},
     {"backup", "DEST_DIR",
-     "Copy the log, consistent and compacted, into DEST_DIR/log while it is in use\n"
-     "(projections are not copied: they are rebuilt from the log).  Restore by\n"
-     "starting evlogd (or evlog) with --data DEST_DIR.",
+     "Copy the log, consistent and compacted, into DEST_DIR/log while it is in use,\n"
+     "and the projection specs in use (not built in) into DEST_DIR/specs.\n"
+     "Projections are not copied: they are rebuilt from the log.  Restore by\n"
+     "starting evlogd with --data DEST_DIR [--projections DEST_DIR/specs].",
      cmd_backup},
     {"query", "PROJECTION SQL [--param NAME=VALUE]... [--json] [--limit N]",
      "Run one read-only SQL statement against a projection and print the rows.\n"
@@ -66,6 +67,12 @@ static const cli_command commands[] = {
      "found through the time index) into FILE.db, a standalone SQLite file that\n"
      "the stock sqlite3 tool reads: \"what did the jobs table say at 10:30?\"",
      cmd_replay},
+    {"rebuild", "NAME",
+     "Rebuild projection NAME from position 1 with its current spec file, beside\n"
+     "the old table, which keeps answering queries until the new one takes over;\n"
+     "a progress bar on a terminal.  Without a running evlogd only (with one, use\n"
+     "POST /projections/NAME/rebuild).",
+     cmd_rebuild},
     {"projections", "[--json]",
      "Show each projection: state, checkpoint, lag, events applied, rows per table.",
      cmd_projections},

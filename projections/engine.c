@@ -467,7 +467,8 @@ static int start(proj *p, char *err, size_t errlen) {
             evl__proj_report(e, "projection %s: a rebuild was cut short; starting it again", p->name);
             if (evl__proj_spec_copy(p->spec, &copy) == EVL_OK) {
                 pthread_mutex_lock(&e->mu);
-                p->want = copy;
+                if (p->want) evl_proj_spec_free(copy); /* one was asked for already */
+                else p->want = copy;
                 pthread_mutex_unlock(&e->mu);
             }
         }
@@ -482,6 +483,7 @@ static int start(proj *p, char *err, size_t errlen) {
     evl_proj_spec *copy = NULL;
     if (!old && (rc = evl__proj_spec_copy(p->spec, &copy))) return rc;
     pthread_mutex_lock(&e->mu);
+    evl_proj_spec_free(p->want); /* an evl_proj_rebuild() that came first: this one is newer */
     p->want = p->spec;
     p->spec = old ? old : copy;
     pthread_mutex_unlock(&e->mu);
@@ -513,6 +515,7 @@ static void *projector_main(void *arg) {
             /* a newer request replaces a rebuild in progress */
             evl_proj_spec *sp = p->want;
             p->want = NULL;
+            p->starting = 1;
             pthread_mutex_unlock(&e->mu);
             evl__proj_rebuild_cancel(p);
             evl__proj_rebuild_start(p, sp);

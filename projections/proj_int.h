@@ -125,6 +125,7 @@ typedef struct proj {
     pthread_cond_t cv;          /* the checkpoint moved, the projection faulted, or a rebuild ended */
     evl_proj_spec *want;        /* a rebuild asked for (owned), not started yet */
     rebuild *rb;                /* the rebuild in progress (the projector thread owns it) */
+    int starting;               /* want taken, rb not yet set: still "a rebuild on its way" */
     int frozen;                 /* the served file's spec is unknown: serve it as it is until the swap */
     int opened;                 /* start() is done: a rebuild it found needed is in want */
     uint64_t generation;        /* rebuilds swapped in since open */

@@ -87,7 +87,7 @@ static int fill(proj *p, evl_proj_status *s, uint64_t head) {
     s->events_applied = p->applied;
     s->head = head;
     s->lag = head > s->checkpoint ? head - s->checkpoint : 0;
-    s->state = p->rb || p->want ? EVL_PROJ_REBUILDING
+    s->state = p->rb || p->want || p->starting ? EVL_PROJ_REBUILDING
                : p->state == EVL_PROJ_FAULTED ? EVL_PROJ_FAULTED
                : p->checkpoint >= head ? EVL_PROJ_LIVE : p->state;
     s->fault_position = p->fault_pos;

@@ -179,6 +179,7 @@ void evl__proj_rebuild_start(proj *p, evl_proj_spec *spec) {
         evl_free(rb);
         evl_proj_spec_free(spec);
         pthread_mutex_lock(&e->mu);
+        p->starting = 0;
         evl_free(p->rb_error);
         p->rb_error = evl__proj_strdup("out of memory");
         pthread_cond_broadcast(&p->cv);
@@ -192,6 +193,7 @@ void evl__proj_rebuild_start(proj *p, evl_proj_spec *spec) {
     rb->start_head = evl_log_head(e->log);
     pthread_mutex_lock(&e->mu);
     p->rb = rb;
+    p->starting = 0;
     evl_free(p->rb_error);
     p->rb_error = NULL;
     pthread_mutex_unlock(&e->mu);
@@ -385,7 +387,7 @@ int evl_proj_rebuild(evl_proj_engine *e, const char *name) {
     proj *p = evl__proj_find(e, name);
     if (!p) return EVL_ENOTFOUND;
     pthread_mutex_lock(&e->mu);
-    int busy = p->want || p->rb;
+    int busy = p->want || p->rb || p->starting;
     pthread_mutex_unlock(&e->mu);
     if (busy) return EVL_OK; /* one is on its way */
     /* The projector swaps specs under the lock: copy the text under it,
@@ -402,7 +404,7 @@ int evl_proj_rebuild(evl_proj_engine *e, const char *name) {
     evl_free(file);
     if (rc) return rc;
     pthread_mutex_lock(&e->mu);
-    if (!p->want && !p->rb) {
+    if (!p->want && !p->rb && !p->starting) {
         p->want = sp;
         sp = NULL;
         pthread_cond_broadcast(&e->wake);
@@ -419,9 +421,9 @@ int evl_proj_rebuild_wait(evl_proj_engine *e, const char *name, int timeout_ms) 
     struct timespec ts = {deadline / 1000000000, deadline % 1000000000};
     int rc = EVL_OK;
     pthread_mutex_lock(&e->mu);
-    while (!p->opened || p->want || p->rb) {
+    while (!p->opened || p->want || p->rb || p->starting) {
         if (e->stop) { rc = EVL_ECLOSED; break; }
-        if (pthread_cond_timedwait(&p->cv, &e->mu, &ts) == ETIMEDOUT && (!p->opened || p->want || p->rb)) {
+        if (pthread_cond_timedwait(&p->cv, &e->mu, &ts) == ETIMEDOUT && (!p->opened || p->want || p->rb || p->starting)) {
             rc = EVL_ETIMEDOUT;
             break;
         }

@@ -83,6 +83,33 @@ sed 's/n INTEGER);/n INTEGER, extra TEXT);/' "$T/specs/mine.sql" >"$T/specs2/min
 run "$EVLOG" --data "$D" --projections "$T/specs2" --no-builtin verify; expect 0 "verify, changed spec"
 echo "$OUT" | grep -q "projection mine: checkpoint 4 of 4 (spec changed since it was built" || fail "changed spec: $OUT"
 
+# evlog rebuild: the changed spec's table replaces the old one (no evlogd here)
+P2=(--data "$D" --projections "$T/specs2" --no-builtin)
+run "$EVLOG" "${P2[@]}" rebuild mine; expect 0 "rebuild"
+echo "$OUT" | grep -q "^rebuilt mine: checkpoint 4 of 4, 4 events applied" || fail "rebuild line: $OUT"
+echo "$ERR" | grep -q "spec changed" || fail "rebuild report: $ERR"
+run "$EVLOG" "${P2[@]}" query mine "SELECT id, status, extra FROM jobs ORDER BY id" --json; expect 0 "query after rebuild"
+[ "$(json "(d['columns'], d['rows'])")" = \
+  "(['id', 'status', 'extra'], [['1', 'queued', None], ['2', 'running', None], ['3', 'queued', None]])" ] \
+    || fail "rebuilt rows: $OUT"
+[ "$(readlink "$D/projections/mine.db")" = mine.db.g1 ] || fail "mine.db -> $(readlink "$D/projections/mine.db")"
+run "$EVLOG" "${P2[@]}" rebuild mine; expect 0 "rebuild, same spec"
+[ "$(readlink "$D/projections/mine.db")" = mine.db.g2 ] || fail "second generation"
+[ -z "$(ls "$D/projections" | grep "^mine.db.g1")" ] || fail "old generation left: $(ls "$D/projections")"
+run "$EVLOG" "${P2[@]}" verify; expect 0 "verify after rebuild"
+echo "$OUT" | grep -qx "projection mine: checkpoint 4 of 4" || fail "verify after rebuild: $OUT"
+run "$EVLOG" "${P2[@]}" rebuild nosuch; expect 1 "rebuild unknown"
+run "$EVLOG" "${P2[@]}" rebuild; expect 2 "rebuild without a name"
+
+# backup: the log, and the specs in use that are not built in
+run "$EVLOG" --data "$D" backup "$T/bk"; expect 0 backup
+cmp -s "$T/bk/specs/mine.sql" "$T/specs2/mine.sql" || fail "backed-up spec: $(ls "$T/bk" "$T/bk/specs")"
+[ ! -e "$T/bk/specs/jobs.sql" ] || fail "a built-in spec was copied"
+echo "$OUT" | grep -q -- "--projections $T/bk/specs" || fail "restore hint: $OUT"
+run "$EVLOG" --data "$T/bk" --projections "$T/bk/specs" --no-builtin query mine "SELECT id, extra FROM jobs ORDER BY id" --json
+expect 0 "query the restored copy"
+[ "$(json "d['rows']")" = "[['1', None], ['2', None], ['3', None]]" ] || fail "restored rows: $OUT"
+
 # beside a running evlogd: the CLI reads evlogd's files, read-only
 "$EVLOGD" --data "$D" --projections "$T/specs" --no-builtin 2>"$T/evlogd.err" &
 DPID=$!
@@ -90,6 +117,8 @@ for _ in $(seq 100); do grep -q "started on" "$T/evlogd.err" && break; sleep 0.1
 grep -q "started on" "$T/evlogd.err" || fail "evlogd did not start: $(cat "$T/evlogd.err")"
 run "$EVLOG" --data "$D" append job-9 JobQueued '{}'; expect 1 "append while evlogd owns the dir"
 echo "$ERR" | grep -q "data directory in use" || fail "busy message: $ERR"
+run "$EVLOG" --data "$D" rebuild mine; expect 1 "rebuild while evlogd owns the dir"
+echo "$ERR" | grep -q "curl -X POST http://HOST:PORT/projections/mine/rebuild" || fail "rebuild hint: $ERR"
 run "$EVLOG" --data "$D" query mine "SELECT count(*) FROM jobs" --json; expect 0 "query beside evlogd"
 [ "$(json "d['rows']")" = "[[3]]" ] || fail "query beside evlogd: $OUT"
 run "$EVLOG" --data "$D" projections --json; expect 0 "projections beside evlogd"
