@@ -178,6 +178,17 @@ static void *appender(void *arg) {
          * appenders far outrunning every projector test nothing more */
         uint64_t head = evl_log_head(l->log);
         if (head > 5000) evl_proj_wait(l->e, "things", head - 5000, 10000);
+        /* and no more than 30k events ahead of a rebuild, so that it reaches
+         * the head on a slow machine too (a sanitizer build) */
+        while (i % 20 == 0 && !atomic_load(&l->stop)) {
+            evl_proj_status *st;
+            size_t n;
+            OK(evl_proj_status_get(l->e, "things", &st, &n));
+            int ahead = st[0].rebuild_active && head > st[0].rebuild_position + 30000;
+            evl_proj_status_free(st, n);
+            if (!ahead) break;
+            evl_proj_rebuild_wait(l->e, "things", 20);
+        }
     }
     return NULL;
 }
@@ -349,7 +360,7 @@ static void crash_during_rebuild(const char *data, const char *specs) {
     const char *dirs[] = {specs};
     evl_proj_options po = {.dirs = dirs, .n_dirs = 1, .no_builtin = 1};
     OK(evl_log_open(data, &lo, &log));
-    append_some(log, 0, 6000); /* 300k events: a rebuild long enough to be cut */
+    append_some(log, 0, 3000); /* 150k events: a rebuild long enough to be cut after its first batch */
     OK(evl_proj_open(log, &po, &e));
     OK(evl_proj_wait(e, "things", evl_log_head(log), 60000));
     evl_proj_close(e);
