@@ -21,9 +21,11 @@ static const char page[] =
     "<script>"
     "function hdr(){var t=document.getElementById('tok').value;return t?{Authorization:'Bearer '+t}:{}}"
     "function esc(s){return String(s).replace(/[&<>]/g,function(c){return{'&':'&amp;','<':'&lt;','>':'&gt;'}[c]})}"
+    /* a rebuild in flight as a percentage of the head */
+    "function rb(p){return p.rebuild?' '+Math.floor(100*p.rebuild.position/Math.max(1,p.rebuild.head))+'%':''}"
     "function proj(){fetch('/projections',{headers:hdr()}).then(function(r){return r.json()}).then(function(l){"
     "var h='<tr><th>name<th>state<th>checkpoint<th>lag<th>rows';if(Array.isArray(l))l.forEach(function(p){"
-    "h+='<tr><td>'+esc(p.name)+'<td>'+esc(p.state)+'<td>'+p.checkpoint+'<td>'+p.lag+'<td>'+esc(JSON.stringify(p.tables))});"
+    "h+='<tr><td>'+esc(p.name)+'<td>'+esc(p.state)+rb(p)+'<td>'+p.checkpoint+'<td>'+p.lag+'<td>'+esc(JSON.stringify(p.tables))});"
     "document.getElementById('proj').innerHTML=h})}"
     "function query(){var p=document.getElementById('qp').value,b={sql:document.getElementById('qs').value};"
     "var h=hdr();h['Content-Type']='application/json';"

@@ -94,22 +94,46 @@ static void hist(struct evbuffer *b, const char *name, const char *help, const u
     evbuffer_add_printf(b, "%s_sum %g\n%s_count %" PRIu64 "\n", name, (double)sum * scale, name, count);
 }
 
+/* One gauge or counter per projection each; a rebuild shows as
+ * `rebuilding` 1 while the old table serves, then `generation` + 1. */
+typedef enum proj_metric {
+    PM_CHECKPOINT, PM_LAG, PM_APPLIED, PM_FAULTED, PM_REBUILDING, PM_GENERATION, PM_N
+} proj_metric;
+
+static const struct {
+    const char *name, *type, *help;
+} proj_metric_def[PM_N] = {
+    {"evlog_projection_checkpoint", "gauge", "Last position applied by the projection."},
+    {"evlog_projection_lag", "gauge",
+     "Events between the log's head and the projection's checkpoint."},
+    {"evlog_projection_events_applied_total", "counter",
+     "Events that matched a handler since the projection was built."},
+    {"evlog_projection_faulted", "gauge", "1 when the projection stopped on a failing event."},
+    {"evlog_projection_rebuilding", "gauge",
+     "1 while the projection is rebuilt beside the table that serves."},
+    {"evlog_projection_generation", "gauge", "Rebuilds swapped in since the server started."},
+};
+
+static uint64_t proj_value(proj_metric m, const evl_proj_status *s) {
+    switch (m) {
+    case PM_CHECKPOINT: return s->checkpoint;
+    case PM_LAG: return s->lag;
+    case PM_APPLIED: return s->events_applied;
+    case PM_FAULTED: return s->state == EVL_PROJ_FAULTED;
+    case PM_REBUILDING: return s->rebuild_active != 0;
+    case PM_GENERATION: return s->generation;
+    case PM_N: break;
+    }
+    return 0;
+}
+
 static void proj_metrics(void *arg, const evl_proj_status *st, size_t n) {
     struct evbuffer *b = arg;
-    static const char *names[] = {"evlog_projection_checkpoint", "evlog_projection_lag",
-                                  "evlog_projection_events_applied_total", "evlog_projection_faulted"};
-    static const char *types[] = {"gauge", "gauge", "counter", "gauge"};
-    static const char *help[] = {"Last position applied by the projection.",
-                                 "Events between the log's head and the projection's checkpoint.",
-                                 "Events that matched a handler since the projection was built.",
-                                 "1 when the projection stopped on a failing event."};
-    for (int m = 0; m < 4; m++) {
-        head(b, names[m], types[m], help[m]);
-        for (size_t i = 0; i < n; i++) {
-            uint64_t v = m == 0 ? st[i].checkpoint : m == 1 ? st[i].lag : m == 2 ? st[i].events_applied
-                                                                            : st[i].state == EVL_PROJ_FAULTED;
-            evbuffer_add_printf(b, "%s{projection=\"%s\"} %" PRIu64 "\n", names[m], st[i].name, v);
-        }
+    for (int m = 0; m < PM_N; m++) {
+        head(b, proj_metric_def[m].name, proj_metric_def[m].type, proj_metric_def[m].help);
+        for (size_t i = 0; i < n; i++)
+            evbuffer_add_printf(b, "%s{projection=\"%s\"} %" PRIu64 "\n", proj_metric_def[m].name,
+                                st[i].name, proj_value((proj_metric)m, &st[i]));
     }
 }
 

@@ -26,6 +26,10 @@ static int add_cb(const char *p, size_t n, void *arg) {
 }
 
 void evl__srv_reply_json(const srv_rsp *r, int code, const json_t *j) {
+    evl__srv_reply_json_digits(r, code, j, 0);
+}
+
+void evl__srv_reply_json_digits(const srv_rsp *r, int code, const json_t *j, int digits) {
     struct evbuffer *b = evbuffer_new();
     if (!b) {
         evl__srv_reply(r, 503, NULL, NULL);
@@ -39,7 +43,7 @@ void evl__srv_reply_json(const srv_rsp *r, int code, const json_t *j) {
         msgpack_sbuffer_destroy(&sb);
         ctype = "application/msgpack";
     } else {
-        json_dump_callback(j, add_cb, b, JSON_COMPACT);
+        json_dump_callback(j, add_cb, b, JSON_COMPACT | (digits ? JSON_REAL_PRECISION(digits) : 0));
     }
     evl__srv_reply(r, code, ctype, b);
     evbuffer_free(b);

@@ -4,7 +4,10 @@
  * Status counts rows and a query runs SQLite, both possibly for a while, and
  * `min_position` waits for a projector: all of it runs on the pool, never
  * on an event loop.  The wait is taken in slices of 100 ms so that a stop
- * does not have to outlast a 60-second read-your-writes timeout.
+ * does not have to outlast a 60-second read-your-writes timeout.  Asking for
+ * a rebuild parses the spec (every statement is prepared), so it runs on the
+ * pool too; the rebuild itself runs on the engine's threads, and the answer
+ * (202) only says where to follow it.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -62,6 +65,29 @@ static int known(srv_req *q) {
 
 /* ------------------------------------------------------------- status */
 
+/* Seconds to the millisecond: status is dumped with STATUS_DIGITS
+ * significant digits, so that 0.1 reads 0.1 rather than 0.10000000000000001. */
+#define STATUS_DIGITS 10
+static json_t *seconds(double s) {
+    return json_real((double)(int64_t)(s * 1000 + 0.5) / 1000);
+}
+
+/* The engine's figures are never negative, except an unknown ETA (-1). */
+static json_int_t rounded(double v) { return (json_int_t)(v + 0.5); }
+static json_int_t rounded_up(double v) { return (json_int_t)v + ((double)(json_int_t)v < v); }
+
+/* Progress of the rebuild in flight.  The engine's rate counts positions of
+ * the log (events read), not only the events its handlers applied: that is
+ * what the ETA divides. */
+static json_t *rebuild_json(const evl_proj_status *st) {
+    return json_pack("{s:s,s:I,s:I,s:I,s:I,s:o,s:o}", "spec_hash", st->rebuild_hash, "position",
+                     (json_int_t)st->rebuild_position, "head", (json_int_t)st->head, "applied",
+                     (json_int_t)st->rebuild_applied, "events_per_second",
+                     rounded(st->rebuild_rate), "eta_seconds",
+                     st->rebuild_eta < 0 ? json_null() : json_integer(rounded_up(st->rebuild_eta)),
+                     "elapsed_seconds", seconds(st->rebuild_seconds));
+}
+
 static json_t *status_json(const evl_proj_status *st) {
     json_t *tabs = json_object();
     for (size_t t = 0; tabs && t < st->n_tables; t++)
@@ -75,6 +101,9 @@ static json_t *status_json(const evl_proj_status *st) {
         json_object_set_new(o, "fault_type", st->fault_type ? json_string(st->fault_type) : json_null());
     }
     if (o) json_object_set_new(o, "error", st->error ? json_string(st->error) : json_null());
+    if (o) json_object_set_new(o, "generation", json_integer((json_int_t)st->generation));
+    if (o && st->rebuild_active) json_object_set_new(o, "rebuild", rebuild_json(st));
+    if (o && st->rebuild_error) json_object_set_new(o, "rebuild_error", json_string(st->rebuild_error));
     return o;
 }
 
@@ -100,7 +129,7 @@ static void status_run(srv_worker *w, srv_msg *m) {
     pjob *p = (pjob *)m;
     w->inflight--;
     if (p->rc == EVL_OK) {
-        evl__srv_reply_json(&p->rsp, 200, p->result);
+        evl__srv_reply_json_digits(&p->rsp, 200, p->result, STATUS_DIGITS);
     } else if (p->rc == EVL_ENOTFOUND) {
         evl__srv_problem(&p->rsp, 404, "not-found", NULL, "no projection named %s", p->name);
     } else {
@@ -125,14 +154,59 @@ void evl__srv_proj_list(srv_req *q) {
 
 /* ------------------------------------------------------------ rebuild */
 
+static void rebuild_work(srv_job *j) {
+    pjob *p = (pjob *)j;
+    evl_srv *srv = j->w->srv;
+    p->rc = evl_proj_rebuild(srv->eng, p->name);
+    /* The engine logs the start and the end of the rebuild (and nothing
+     * when one is already on its way); this line says it was asked for. */
+    if (p->rc == EVL_OK)
+        evl__srv_say(srv, "projection %s: rebuild requested (POST /projections/%s/rebuild)", p->name,
+                     p->name);
+    else
+        evl__srv_say(srv, "projection %s: rebuild refused: %s", p->name, evl_strerror(p->rc));
+}
+
+/* 202 with where to follow it: the status shows `rebuilding` with a
+ * `rebuild` object until the new table takes over (generation + 1) or the
+ * rebuild fails (`rebuild_error`, the old table still serving). */
+static void rebuild_accepted(pjob *p) {
+    char status[sizeof p->name + 16];
+    snprintf(status, sizeof status, "/projections/%s", p->name);
+    json_t *body = json_pack("{s:s,s:s,s:s}", "projection", p->name, "state", "rebuilding", "status", status);
+    if (!body) {
+        evl__srv_problem(&p->rsp, 503, "unavailable", NULL, "out of memory");
+        return;
+    }
+    evhttp_add_header(evhttp_request_get_output_headers(p->rsp.req), "Location", status);
+    evl__srv_reply_json(&p->rsp, 202, body);
+    json_decref(body);
+}
+
+static void rebuild_run(srv_worker *w, srv_msg *m) {
+    pjob *p = (pjob *)m;
+    w->inflight--;
+    if (p->rc == EVL_OK) {
+        rebuild_accepted(p);
+    } else if (p->rc == EVL_ENOTFOUND) {
+        evl__srv_problem(&p->rsp, 404, "not-found", NULL, "no projection named %s", p->name);
+    } else {
+        const char *slug;
+        int code = evl__srv_err_status(p->rc, &slug);
+        evl__srv_problem(&p->rsp, code, slug, json_pack("{s:s}", "projection", p->name),
+                         "rebuild of projection %s: %s", p->name, evl_strerror(p->rc));
+    }
+    pjob_free(p);
+}
+
 void evl__srv_proj_rebuild(srv_req *q) {
+    if (!q->rsp.w->srv->eng) {
+        evl__srv_problem(&q->rsp, 503, "unavailable", NULL, "projections are not running");
+        return;
+    }
     if (known(q)) return;
-    evl__srv_say(q->rsp.w->srv, "rebuild of projection %s requested: not available yet", q->seg[1]);
-    /* include/evlog/proj.h has no way yet to ask the engine for a rebuild
-     * (evl_proj_rebuild() is being added with the replay issue). */
-    evl__srv_problem(&q->rsp, 501, "not-implemented", json_pack("{s:s}", "projection", q->seg[1]),
-                     "rebuild not available yet: this build's projection engine cannot rebuild on "
-                     "demand (a changed spec file is still rebuilt at start)");
+    pjob *p = pjob_new(q, rebuild_work, rebuild_run);
+    if (p) evl__srv_pool_submit(q->rsp.w->srv->pool, &p->job);
 }
 
 /* -------------------------------------------------------------- query */

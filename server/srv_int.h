@@ -254,6 +254,9 @@ struct srv_worker {
 void evl__srv_reply(const srv_rsp *r, int code, const char *ctype, struct evbuffer *body);
 /* Send @p j (borrowed) as JSON, or msgpack when the client asked for it. */
 void evl__srv_reply_json(const srv_rsp *r, int code, const json_t *j);
+/* The same with reals printed to @p digits significant digits (0: as many as
+ * it takes to read the same double back). */
+void evl__srv_reply_json_digits(const srv_rsp *r, int code, const json_t *j, int digits);
 /* Send an RFC 9457 problem.  @p extra (stolen, may be NULL) adds members. */
 void evl__srv_problem(const srv_rsp *r, int code, const char *slug, json_t *extra,
                       const char *fmt, ...) SRV_FMT(5, 6);

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 BIN = os.environ.get("EVL_BIN_DIR", os.getcwd())
@@ -274,6 +275,45 @@ class SSE:
 
     def close(self):
         self.sock.close()
+
+
+class QueryLoop(threading.Thread):
+    """Query a projection over and over on one keep-alive connection until
+    stop(): what a reader sees while the projection is rebuilt.  `values`
+    holds the first column of the first row of each answer, `errors` every
+    answer that was not a 200 (or an exception), `queries` the count."""
+
+    def __init__(self, server, name, sql, pace=0.005):
+        super().__init__(daemon=True)
+        self.server, self.name, self.sql, self.pace = server, name, sql, pace
+        self.values, self.errors, self.queries = [], [], 0
+        self.columns = set()
+        self._halt = threading.Event()
+
+    def run(self):
+        c = self.server.conn()
+        while not self._halt.is_set():
+            try:
+                r = self.server.request("POST", "/projections/%s/query" % self.name, {"sql": self.sql}, conn=c)
+            except Exception as e:  # noqa: BLE001 (a reset is an error the test reports)
+                self.errors.append(repr(e))
+                c.close()
+                c = self.server.conn()
+                continue
+            self.queries += 1
+            if r.status != 200:
+                self.errors.append(r)
+            else:
+                q = r.json()
+                self.columns.add(tuple(q["columns"]))
+                self.values.append(q["rows"][0][0] if q["rows"] else None)
+            self._halt.wait(self.pace)
+        c.close()
+
+    def stop(self):
+        self._halt.set()
+        self.join(15)
+        return self
 
 
 def run(tests):

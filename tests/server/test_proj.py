@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """evlogd projections over HTTP: status, queries (GET and POST, JSON and
 msgpack), read-your-writes with min_position (without blocking the loops),
-504/404/400, rebuild, and what /metrics and /readyz say about them."""
+504/404/400, a rebuild without downtime (queries and appends throughout),
+and what /metrics and /readyz say about them."""
 import os
 import sys
 import tempfile
@@ -11,7 +12,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import msgpack  # noqa: E402
-from evlsrv import Server, expect, expect_problem, fail, run, wait_for  # noqa: E402
+from evlsrv import QueryLoop, Server, expect, expect_problem, fail, run, wait_for  # noqa: E402
 
 S = None
 
@@ -126,16 +127,94 @@ def test_query_errors():
     expect_problem(S.get("/projections/nope/query?sql=SELECT%201"), 404, "unknown projection GET")
 
 
+REBUILD_KEYS = {"spec_hash", "position", "head", "applied", "events_per_second", "eta_seconds", "elapsed_seconds"}
+
+
+def count_jobs(min_position=None):
+    body = {"sql": "SELECT count(*) FROM jobs"}
+    if min_position:
+        body.update(min_position=min_position, timeout_ms=30000)
+    return expect(query("mine", body), 200, "count").json()["rows"][0][0]
+
+
 def test_rebuild():
-    r = S.post("/projections/mine/rebuild")
-    if r.status == 202:
-        wait_for(lambda: S.get("/projections/mine").json()["state"] == "live", 10, "rebuild to finish")
-    else:
-        p = expect_problem(r, 501, "rebuild", "not-implemented")
-        if "rebuild not available yet" not in p["detail"]:
-            fail("rebuild detail %r" % p)
-    expect_problem(S.post("/projections/nope/rebuild"), 404, "rebuild unknown")
-    expect_problem(S.get("/projections/mine/rebuild"), 405, "GET rebuild")
+    # enough rows that the rebuild takes a while: it is watched while it runs
+    for k in range(20):
+        expect(S.append("bulk-%d" % k, [{"type": "JobQueued", "data": {"id": "b%d-%d" % (k, i), "model": "m", "n": i}}
+                                        for i in range(1000)]), 201, "bulk append")
+    before = count_jobs(S.get("/events?limit=1").json()["head"])
+    st = expect(S.get("/projections/mine"), 200, "status").json()
+    gen, starts = st["generation"], S.log().count("projection mine: rebuilding from position 1")
+    if st["state"] != "live" or "rebuild" in st or "rebuild_error" in st:
+        fail("status before the rebuild %r" % st)
+    readers = QueryLoop(S, "mine", "SELECT count(*) FROM jobs")
+    readers.start()
+    wait_for(lambda: readers.queries >= 3, 10, "queries before the rebuild")
+
+    r = expect(S.post("/projections/mine/rebuild"), 202, "rebuild")
+    if r.header("Location") != "/projections/mine" or not r.header("Content-Type").startswith("application/json"):
+        fail("rebuild headers %r" % r.headers)
+    if r.json() != {"projection": "mine", "state": "rebuilding", "status": "/projections/mine"}:
+        fail("rebuild body %r" % r.json())
+    # the engine has the request before the 202: the status says so at once
+    st = expect(S.get(r.header("Location")), 200, "status after 202").json()
+    if st["state"] != "rebuilding" or st["generation"] != gen:
+        fail("status after the 202 %r" % st)
+    if st["tables"]["jobs"] < before:
+        fail("the old table does not serve during the rebuild: %r" % st)
+    # asked again while one runs: accepted, not started twice
+    expect(S.post("/projections/mine/rebuild"), 202, "second rebuild")
+
+    # appends keep arriving while the new table is built; the status shows its progress
+    appended, progress = [], []
+    while len(appended) < 2000:
+        st = S.get("/projections/mine").json()
+        if st["state"] != "rebuilding":
+            break
+        if "rebuild" in st:
+            progress.append((st["spec_hash"], st["rebuild"]))
+        a = expect(S.append("late-%d" % len(appended), {"type": "JobQueued", "data": {
+            "id": "late%d" % len(appended), "model": "m", "n": 0}}), 201, "append during the rebuild")
+        appended.append(a.json()["events"][0]["position"])
+    if not progress:
+        fail("no status showed the rebuild's progress")
+    for served, rb in progress:
+        if set(rb) != REBUILD_KEYS or rb["spec_hash"] != served or rb["position"] > rb["head"]:
+            fail("rebuild progress %r" % rb)
+        if (rb["eta_seconds"] is not None and rb["eta_seconds"] < 0) or rb["elapsed_seconds"] < 0:
+            fail("rebuild times %r" % rb)
+    # lag 0 too: the swap may come before the last append, and the status is
+    # then live (as of the swap) but one event behind
+    st = wait_for(lambda: (lambda s: s["state"] == "live" and s["generation"] == gen + 1 and s["lag"] == 0 and s)(
+        S.get("/projections/mine").json()), 60, "the rebuilt table to take over")
+    after = count_jobs(appended[-1] if appended else None)
+    readers.stop()
+
+    if readers.errors:
+        fail("%d of %d queries failed during the rebuild: %r" % (len(readers.errors), readers.queries,
+                                                                 readers.errors[:3]))
+    if not readers.values or min(readers.values) < before:
+        fail("a query saw an empty or partial table: min %r, before %d" % (min(readers.values or [None]), before))
+    if any(b < a for a, b in zip(readers.values, readers.values[1:])):
+        fail("a query saw fewer rows than the one before it")
+    if after != before + len(appended):
+        fail("after the rebuild %d rows, want %d + %d" % (after, before, len(appended)))
+    if "rebuild" in st or "rebuild_error" in st or st["events_applied"] != after:
+        fail("status after the rebuild %r" % st)
+    wait_for(lambda: S.metric('evlog_projection_generation{projection="mine"}') == gen + 1, 5, "generation metric")
+    if S.metric('evlog_projection_rebuilding{projection="mine"}') != 0:
+        fail("rebuilding metric after the rebuild")
+    log = S.log()
+    if "projection mine: rebuild requested" not in log or "projection mine: rebuilt to position" not in log:
+        fail("rebuild log lines: %s" % log)
+    if log.count("projection mine: rebuilding from position 1") != starts + 1:
+        fail("the second request started a second rebuild: %s" % log)
+
+    expect_problem(S.post("/projections/nope/rebuild"), 404, "rebuild unknown", "not-found")
+    r = S.get("/projections/mine/rebuild")
+    expect_problem(r, 405, "GET rebuild", "method-not-allowed")
+    if r.header("Allow") != "OPTIONS, POST":
+        fail("Allow on rebuild %r" % r.header("Allow"))
 
 
 def test_metrics_and_readiness():
