@@ -268,6 +268,8 @@ int evl__proj_apply_batch(proj *p, uint64_t until, int timed, uint64_t *new_cp, 
         n += (uint64_t)matched;
         cp = ev->position;
         read++;
+        /* a shadow's batches are long: let its progress show inside them */
+        if (p->progress && (read & 1023) == 0) __atomic_store_n(p->progress, cp, __ATOMIC_RELAXED);
         if (timed && (read & 255) == 0) {
             /* bound a batch in time too, so read-your-writes waits stay short */
             if (evl__mono_ns() - t0 > 250000000) { *full = 1; break; }
@@ -516,6 +518,7 @@ static void *projector_main(void *arg) {
             evl_proj_spec *sp = p->want;
             p->want = NULL;
             p->starting = 1;
+            memcpy(p->starting_hash, sp->hash, sizeof p->starting_hash);
             pthread_mutex_unlock(&e->mu);
             evl__proj_rebuild_cancel(p);
             evl__proj_rebuild_start(p, sp);
@@ -771,7 +774,7 @@ int evl_proj_reload(evl_proj_engine *e, size_t *changed) {
         /* compare with the newest version asked for: a reload with nothing
          * changed leaves a rebuild in progress alone */
         const char *now = p->want ? p->want->hash : evl__proj_rebuild_hash(p);
-        if (!now) now = p->spec->hash;
+        if (!now) now = p->starting ? p->starting_hash : p->spec->hash;
         if (strcmp(now, sp->hash)) {
             evl_proj_spec_free(p->want);
             p->want = sp;

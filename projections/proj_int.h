@@ -126,6 +126,7 @@ typedef struct proj {
     evl_proj_spec *want;        /* a rebuild asked for (owned), not started yet */
     rebuild *rb;                /* the rebuild in progress (the projector thread owns it) */
     int starting;               /* want taken, rb not yet set: still "a rebuild on its way" */
+    char starting_hash[17];     /* ... and its spec's hash */
     int frozen;                 /* the served file's spec is unknown: serve it as it is until the swap */
     int opened;                 /* start() is done: a rebuild it found needed is in want */
     uint64_t generation;        /* rebuilds swapped in since open */
@@ -141,6 +142,7 @@ typedef struct proj {
     sqlite3_stmt *st_begin, *st_commit, *st_rollback; /* prepared once: a batch of one event
                                                           should not parse SQL three times */
     double seen_matched, seen_span; /* moving sums: events matched / positions covered */
+    uint64_t *progress;         /* a shadow's: where to store the position reached inside a batch */
     plan plan;                  /* lookup tables built from the spec */
 } proj;
 

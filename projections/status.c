@@ -95,9 +95,9 @@ static int fill(proj *p, evl_proj_status *s, uint64_t head) {
     s->error = p->error ? evl__proj_strdup(p->error) : NULL;
     s->generation = p->generation;
     s->rebuild_error = p->rb_error ? evl__proj_strdup(p->rb_error) : NULL;
-    if (p->want && !p->rb) {
+    if ((p->want || p->starting) && !p->rb) {
         s->rebuild_active = 1;
-        memcpy(s->rebuild_hash, p->want->hash, 17);
+        memcpy(s->rebuild_hash, p->want ? p->want->hash : p->starting_hash, 17);
         s->rebuild_eta = -1;
     }
     evl__proj_rebuild_progress(p, s);

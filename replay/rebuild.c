@@ -43,6 +43,7 @@ struct rebuild {
     /* Under owner->eng->mu. */
     int cancel, ready, failed;
     uint64_t position, applied, start_head;
+    uint64_t reading;           /* atomic, not under the lock: the batch in progress */
     char error[1600];
 };
 
@@ -126,6 +127,7 @@ static void *rebuild_main(void *arg) {
     int done = 0;
     rb->opened = 1;
     int rc = evl__proj_shadow_open(&rb->sh, e->log, rb->spec, rb->path, REBUILD_BATCH, err, sizeof err);
+    rb->sh.p.progress = &rb->reading;
     while (rc == EVL_OK) {
         pthread_mutex_lock(&e->mu);
         int stop = rb->cancel || e->stop;
@@ -223,12 +225,14 @@ void evl__proj_rebuild_progress(const proj *p, evl_proj_status *s) {
     if (!rb) return;
     s->rebuild_active = 1;
     memcpy(s->rebuild_hash, rb->spec->hash, 17);
-    s->rebuild_position = rb->position;
+    /* the batch in progress has read further than the last commit */
+    uint64_t reading = __atomic_load_n(&rb->reading, __ATOMIC_RELAXED);
+    s->rebuild_position = reading > rb->position ? reading : rb->position;
     s->rebuild_applied = rb->applied;
     double secs = (double)(evl__mono_ns() - rb->t0) / 1e9;
     s->rebuild_seconds = secs;
-    s->rebuild_rate = secs > 0 ? (double)rb->position / secs : 0;
-    uint64_t left = s->head > rb->position ? s->head - rb->position : 0;
+    s->rebuild_rate = secs > 0 ? (double)s->rebuild_position / secs : 0;
+    uint64_t left = s->head > s->rebuild_position ? s->head - s->rebuild_position : 0;
     s->rebuild_eta = s->rebuild_rate > 0 ? (double)left / s->rebuild_rate : -1;
 }
 
