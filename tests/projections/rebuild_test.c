@@ -319,7 +319,7 @@ static void faulted_then_fixed(const char *data, const char *specs) {
     msgpack_sbuffer_init(&sb);
     pack_data(&sb, 1, "y");
     uint64_t pos = 0;
-    evl_ack ack;
+    evl_ack ack = {0};
     OK(append1(log, "fragile-1", EVL_REV_ANY, "Bad", sb.data, sb.size, NULL, &ack, NULL));
     pos = ack.position;
     CHECK_RC(evl_proj_wait(e, "fragile", pos, 10000), EVL_EFAULTED);
