@@ -52,6 +52,9 @@ struct evl_proj_spec {
 
 /* sqlite.c */
 int evl__proj_sqlite_err(int rc);
+/* sqlite3_open_v2 (no mutex: one connection per thread) after the
+ * process-wide SQLite settings; *db as sqlite3_open_v2 leaves it. */
+int evl__proj_sqlite_open(const char *path, int flags, sqlite3 **db);
 /* Open a projection file for writing (the projector) with our PRAGMAs. */
 int evl__proj_open_writer(const char *path, sqlite3 **out, char *err, size_t errlen);
 /* Refuse what specs and queries may not do (ATTACH, PRAGMA, transactions). */

@@ -85,14 +85,14 @@ int evl_proj_query_file(const char *db_path, const char *sql, const json_t *para
     int rc;
     *result = NULL;
     err[0] = 0;
-    int orc = sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    int orc = evl__proj_sqlite_open(db_path, SQLITE_OPEN_READONLY, &db);
     if (orc == SQLITE_CANTOPEN) {
         /* SQLite resolves a symlink before it opens the target: a rebuild's
          * swap in between leaves it with a name just deleted.  Once more
          * finds the new target. */
         sqlite3_close(db);
         db = NULL;
-        orc = sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+        orc = evl__proj_sqlite_open(db_path, SQLITE_OPEN_READONLY, &db);
     }
     if (orc != SQLITE_OK) {
         snprintf(err, errlen, "cannot open %s: %s", db_path, db ? sqlite3_errmsg(db) : "out of memory");

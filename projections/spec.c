@@ -275,7 +275,7 @@ int evl_proj_spec_parse(const char *src, size_t len, const char *file, evl_proj_
     uint64_t h = 0xcbf29ce484222325ULL;
     for (size_t i = 0; i < len; i++) h = (h ^ (uint8_t)src[i]) * 0x100000001b3ULL;
     snprintf(p.spec->hash, sizeof p.spec->hash, "%016llx", (unsigned long long)h);
-    if (sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+    if (evl__proj_sqlite_open(":memory:", SQLITE_OPEN_READWRITE, &db) != SQLITE_OK) {
         rc = EVL_ENOMEM;
         goto out;
     }

@@ -2,6 +2,7 @@
  * opening with the PRAGMAs that matter on Debian's build, the authorizer,
  * the checkpoint row, and binding msgpack values. */
 #include <jansson.h>
+#include <pthread.h>
 
 #include "evlog/json.h"
 #include "evlog/mp.h"
@@ -17,6 +18,25 @@ int evl__proj_sqlite_err(int rc) {
     case SQLITE_CORRUPT: case SQLITE_NOTADB: return EVL_ECORRUPT;
     default: return EVL_ESQL;
     }
+}
+
+/* SQLite's memory statistics take one process-wide mutex around every
+ * sqlite3_malloc/sqlite3_free.  With several projector and rebuild threads
+ * that mutex was ~20% of their CPU (futex waits included, see
+ * bench/REBUILD.md); evlog never reads the statistics.  The setting is only
+ * accepted before SQLite initialises, hence once, before our first open; if
+ * the embedding program initialised SQLite first, sqlite3_config answers
+ * SQLITE_MISUSE and its choice stands. */
+static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
+
+static void sqlite_configure(void) {
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    (void)sqlite3_initialize();
+}
+
+int evl__proj_sqlite_open(const char *path, int flags, sqlite3 **db) {
+    pthread_once(&sqlite_once, sqlite_configure);
+    return sqlite3_open_v2(path, db, flags | SQLITE_OPEN_NOMUTEX, NULL);
 }
 
 int evl__proj_authorizer(void *arg, int action, const char *a, const char *b, const char *c,
@@ -42,7 +62,7 @@ int evl__proj_authorizer(void *arg, int action, const char *a, const char *b, co
  * applied again from the log. */
 int evl__proj_open_writer(const char *path, sqlite3 **out, char *err, size_t errlen) {
     sqlite3 *db = NULL;
-    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc = evl__proj_sqlite_open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &db);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
         sqlite3_close(db);

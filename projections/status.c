@@ -60,7 +60,7 @@ static void reader_leave(proj *p, unsigned g) {
 
 static void count_rows(const char *path, evl_proj_status *st) {
     sqlite3 *db;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+    if (evl__proj_sqlite_open(path, SQLITE_OPEN_READONLY, &db) != SQLITE_OK) {
         sqlite3_close(db);
         return;
     }
