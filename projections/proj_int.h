@@ -255,13 +255,23 @@ int evl__proj_exec(sqlite3 *db, const char *sql, char *err, size_t errlen);
 int evl__proj_spec_copy(const evl_proj_spec *sp, evl_proj_spec **out);
 
 /* replay/shadow.c: a projector without a thread, building a file of its own. */
+typedef struct deferred_index {
+    char *name, *sql;           /* owned */
+} deferred_index;
 typedef struct shadow {
     evl_proj_engine eng;        /* private: the log, the batch size, setup()'s mutex */
     proj p;
+    deferred_index *deferred;   /* indexes dropped for the bulk load (replay/defer.c) */
+    size_t n_deferred;
 } shadow;
 int evl__proj_shadow_open(shadow *s, evl_log *log, evl_proj_spec *spec, const char *path, size_t batch,
                           char *err, size_t errlen);
 void evl__proj_shadow_close(shadow *s);
+/* replay/defer.c: drop the indexes no handler uses until the shadow is
+ * built; restore creates them again (and forgets them, as forget does). */
+int evl__proj_defer_indexes(shadow *s, char *err, size_t errlen);
+int evl__proj_defer_restore(shadow *s, char *err, size_t errlen);
+void evl__proj_defer_forget(shadow *s);
 
 /* replay/rebuild.c: rebuilds, run from the projector thread's loop. */
 int evl__proj_gc_files(proj *p);            /* remove stale generations; 1 if a rebuild was cut short */

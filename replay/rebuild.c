@@ -148,6 +148,8 @@ static void *rebuild_main(void *arg) {
         pthread_mutex_unlock(&e->mu);
         if (!full) { done = 1; break; } /* at the head (as it was when the batch began) */
     }
+    /* the indexes the bulk load went without, before anyone may read the file */
+    if (rc == EVL_OK && done) rc = evl__proj_defer_restore(&rb->sh, err, sizeof err);
     pthread_mutex_lock(&e->mu);
     if (rc) {
         rb->failed = 1;

@@ -21,11 +21,13 @@ int evl__proj_shadow_open(shadow *s, evl_log *log, evl_proj_spec *spec, const ch
     s->p.name = spec->name;
     s->p.path = (char *)path;
     err[0] = 0;
-    return evl__proj_setup(&s->p, SETUP_FRESH | SETUP_BULK, err, errlen);
+    int rc = evl__proj_setup(&s->p, SETUP_FRESH | SETUP_BULK, err, errlen);
+    return rc ? rc : evl__proj_defer_indexes(s, err, errlen);
 }
 
 /* Closes the connection; the spec and the path stay the caller's. */
 void evl__proj_shadow_close(shadow *s) {
+    evl__proj_defer_forget(s);
     evl__proj_teardown(&s->p);
     pthread_cond_destroy(&s->p.cv);
     pthread_cond_destroy(&s->eng.wake);
@@ -47,6 +49,7 @@ int evl_proj_build(evl_log *log, const evl_proj_spec *spec, uint64_t until, cons
         else if (cp == s.p.checkpoint) break; /* nothing more to read below until */
         s.p.checkpoint = cp;
     }
+    if (rc == EVL_OK) rc = evl__proj_defer_restore(&s, err, errlen);
     /* a standalone file: a rollback journal, so that the stock sqlite3 tool
      * needs nothing beside it */
     if (rc == EVL_OK && evl__proj_exec(s.p.db, "PRAGMA journal_mode=DELETE; PRAGMA synchronous=FULL", err, errlen) != SQLITE_OK)

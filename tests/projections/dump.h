@@ -29,6 +29,13 @@ static inline char *dump(const char *path) {
         json_decref(rows);
     }
     json_decref(res);
+    /* the schema too: a rebuild or a replay builds some indexes only after
+     * its bulk load, and the file it hands over must have all of them */
+    CHECK(evl_proj_query_file(path, "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite%' "
+                                    "AND tbl_name <> '_evl_checkpoint' ORDER BY type, name", NULL, NULL, &res, err,
+                              sizeof err) == EVL_OK);
+    json_object_set(all, "_schema", json_object_get(res, "rows"));
+    json_decref(res);
     char *s = json_dumps(all, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(all);
     return s;
