@@ -144,6 +144,8 @@ int evl_log_open(const char *dir, const evl_log_options *opt, evl_log **out) {
     } else {
         if ((rc = mkdir_p(dir)) || (rc = take_lock(log)) || (rc = mkdir_p(logdir))) goto fail;
     }
+    long pg = sysconf(_SC_PAGESIZE);
+    log->os_page = pg > 0 ? (size_t)pg : 4096;
     if ((rc = evl__lmdb_err(mdb_env_create(&log->env)))) goto fail;
     mdb_env_set_maxdbs(log->env, 16);
     mdb_env_set_maxreaders(log->env, log->opt.max_readers);

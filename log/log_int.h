@@ -29,6 +29,7 @@ struct evl_log {
     char *dir;
     evl_log_options opt;
     MDB_env *env;
+    size_t os_page;             /* sysconf(_SC_PAGESIZE), for the iterators' madvise */
     /* Named databases (see format.c for their keys and values). */
     MDB_dbi db_events, db_streams, db_ids, db_types, db_cats, db_times, db_info;
     /* Audit indexes (meta.actor, meta.correlation_id).  They came after

@@ -6,7 +6,9 @@
  * reader cannot pin old pages and make the file grow. */
 #include <errno.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <sys/inotify.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -15,6 +17,49 @@
 enum { SRC_ALL, SRC_STREAM, SRC_INDEX };
 /* Filters that a DUPSORT index (key -> be64 position) can serve. */
 enum { F_TYPE, F_CAT, F_ACTOR, F_CORR, N_FILTERS };
+
+/* Pages of the map an iterator has read records from, given back to the
+ * kernel in batches.  A rebuild or an export walks the whole log through
+ * LMDB's read-only shared map, and every page it touched would stay mapped
+ * into the process: resident memory as large as the log, although those
+ * pages are clean page cache.  MADV_DONTNEED on a shared file mapping only
+ * unmaps them (the page cache keeps them; the next access, ours or
+ * another thread's, maps them again), so a long scan's resident set stays
+ * about one batch. */
+#define DROP_PAGES 256
+
+typedef struct dropper {
+    uintptr_t page[DROP_PAGES];
+    size_t n;
+    uintptr_t last;       /* the page of the previous record: most records share it */
+} dropper;
+
+static int cmp_page(const void *a, const void *b) {
+    uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void drop_flush(dropper *d, size_t pg) {
+    qsort(d->page, d->n, sizeof d->page[0], cmp_page);
+    for (size_t i = 0; i < d->n;) {
+        size_t j = i + 1;
+        while (j < d->n && d->page[j] <= d->page[j - 1] + pg) j++;   /* a run (or a repeat) */
+        (void)madvise((void *)d->page[i], d->page[j - 1] + pg - d->page[i], MADV_DONTNEED);
+        i = j;
+    }
+    d->n = 0;
+}
+
+static void drop_note(dropper *d, const void *p, size_t len, size_t pg) {
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(pg - 1);
+    uintptr_t end = ((uintptr_t)p + (len ? len : 1) - 1) & ~(uintptr_t)(pg - 1);
+    for (; a <= end; a += pg) {
+        if (a == d->last) continue;
+        d->last = a;
+        if (d->n == DROP_PAGES) drop_flush(d, pg);
+        d->page[d->n++] = a;
+    }
+}
 
 typedef struct filter {
     char *s;              /* NULL: not asked for */
@@ -33,6 +78,7 @@ struct evl_iter {
     char *stream;
     size_t stream_len;
     filter f[N_FILTERS];
+    dropper drop;
 };
 
 uint64_t evl__head_from_txn(evl_log *log, MDB_txn *txn) {
@@ -331,6 +377,7 @@ int evl_iter_next(evl_iter *it, evl_event *ev) {
             rc = mdb_get(it->txn, it->log->db_events, &k, &v);
             if (rc) { it->done = 1; return rc == MDB_NOTFOUND ? EVL_ECORRUPT : evl__lmdb_err(rc); }
         }
+        drop_note(&it->drop, v.mv_data, v.mv_size, it->log->os_page);
         if (evl_log_decode(v.mv_data, v.mv_size, ev) || ev->position != pos) {
             it->done = 1;
             return EVL_ECORRUPT;
