@@ -1,6 +1,8 @@
 #!/bin/sh
 # Install dependencies, build (Release) and start evlogd on ./evlog-data.
-# Extra arguments go to evlogd (e.g. --sync none, --data DIR).
+# Extra arguments go to evlogd (e.g. --demo, --sync none, --data DIR): with
+# --demo it appends generated events of the seed services at 20 per second
+# (--demo-rate N) and prints the console URL, http://127.0.0.1:7070/.
 set -eu
 cd "$(dirname "$0")/.."
 sh scripts/deps.sh

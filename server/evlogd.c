@@ -18,6 +18,7 @@
 
 #include "evlog/log.h"
 #include "evlog/proj.h"
+#include "server/demo.h"
 #include "server/options.h"
 #include "server/srv.h"
 
@@ -151,6 +152,18 @@ int main(int argc, char **argv) {
              o.log.sync == EVL_SYNC_FULL ? "full" : "none", n, evl_srv_address(srv), o.srv.threads,
              o.srv.token_file ? ", tokens required" : "");
     say(NULL, line);
+    evlogd_demo *demo = NULL;
+    if (o.demo) {
+        if ((rc = evlogd_demo_start(log, o.demo_rate, say, &demo))) {
+            fprintf(stderr, "evlogd: --demo: %s\n", evl_strerror(rc));
+            goto fail;
+        }
+        snprintf(line, sizeof line,
+                 "demo: appending generated events of the seed services, %u per second; "
+                 "console at http://%s/",
+                 o.demo_rate, evl_srv_address(srv));
+        say(NULL, line);
+    }
     int sig;
     for (;;) {
         sigwait(&set, &sig);
@@ -158,6 +171,7 @@ int main(int argc, char **argv) {
         reload(eng);
     }
     say(NULL, sig == SIGTERM ? "stopping (SIGTERM)" : "stopping (SIGINT)");
+    evlogd_demo_stop(demo); /* before the server: its appends are answered, none is cut */
     evl_srv_stop(srv);
     evl_srv_close(srv);
     evl_proj_close(eng);

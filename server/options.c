@@ -41,11 +41,14 @@ static const key keys[] = {
     {"sse-stall-ms", K_U32, O(srv.sse_stall_ms), "MS a subscriber may read nothing before it is dropped (60000)"},
     {"query-timeout-ms", K_U32, O(srv.query_timeout_ms), "MS default min_position wait (5000)"},
     {"query-max-timeout-ms", K_U32, O(srv.query_max_timeout_ms), "MS longest min_position wait (60000)"},
+    {"demo", K_BOOL, O(demo), "append generated events of the seed services (a demo workload)"},
+    {"demo-rate", K_U32, O(demo_rate), "N events per second of --demo (20)"},
 };
 
 void evl__srv_opts_init(evlogd_opts *o) {
     memset(o, 0, sizeof *o);
     o->data = "./evlog-data";
+    o->demo_rate = 20;
     evl_log_options_init(&o->log);
     evl_srv_config_init(&o->srv);
 }

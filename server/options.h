@@ -13,6 +13,8 @@ typedef struct evlogd_opts {
     const char *dirs[EVLOGD_MAX_DIRS];
     size_t n_dirs;
     int no_builtin;
+    int demo;                  /* --demo: append generated events (server/demo.h) */
+    unsigned demo_rate;        /* their events per second */
     evl_log_options log;
     evl_srv_config srv;
     char **owned;              /* strings read from a config file */
