@@ -6,9 +6,14 @@ msgpack, and subscribe(): catch-up then live, resuming with Last-Event-ID
 after the connection is cut by a proxy, after evlogd is killed (-9) and
 restarted on the same port, and after a graceful stop — no gap, no
 duplicate."""
+import contextlib
+import io
+import itertools
 import os
+import re
 import socket
 import sys
+import types
 import tempfile
 import threading
 
@@ -133,7 +138,7 @@ def test_queries():
         fail("query %r %r" % (r.columns, r.rows))
     if r.position < a.position or r.truncated or r.dicts() != [{"id": "q1", "model": "gpt2", "status": "queued"}]:
         fail("query answer %r" % r.dicts())
-    r = c.query("jobs", "SELECT count(*) FROM jobs WHERE model = ?", ["gpt2"])
+    r = c.query("jobs", "SELECT count(*) FROM jobs WHERE id = ? AND model = ?", ["q1", "gpt2"])
     if list(r) != [[1]]:
         fail("positional params %r" % r.rows)
     try:
@@ -398,11 +403,41 @@ def test_subscribe_gives_up():
         pass
 
 
+def test_readme_example():
+    """The README's Python example runs as printed (its endless feed cut
+    after one event)."""
+    src = os.environ.get("EVL_SOURCE_DIR", os.path.join(HERE, "..", ".."))
+    with open(os.path.join(src, "README.md")) as f:
+        code = re.search(r"^```python\n(.*?)^```", f.read(), re.S | re.M).group(1)
+    code = code.replace("http://127.0.0.1:7070", "http://127.0.0.1:%d" % S.port)
+    shim = types.ModuleType("evlog_client")
+    shim.__dict__.update(ec.__dict__)
+
+    class OneEvent(ec.Client):
+        def subscribe(self, *a, **kw):
+            return itertools.islice(ec.Client.subscribe(self, *a, **kw), 1)
+
+    shim.Client = OneEvent
+    out = io.StringIO()
+    saved = sys.modules.get("evlog_client")
+    sys.modules["evlog_client"] = shim
+    try:
+        with contextlib.redirect_stdout(out):
+            exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+    finally:
+        sys.modules["evlog_client"] = saved
+    lines = out.getvalue().splitlines()
+    if len(lines) != 3 or lines[0] != "the stream is at 0" or lines[1] != "[{'id': 'j1', 'status': 'queued'}]":
+        fail("README example printed %r" % lines)
+    if not re.match(r"^\d+ Job\w+ \{", lines[2]):
+        fail("README example's feed line %r" % lines[2])
+
+
 def main():
     global S
     S = Server()
     try:
-        run([test_append_and_conflict, test_reads, test_queries, test_msgpack, test_tokens,
+        run([test_append_and_conflict, test_readme_example, test_reads, test_queries, test_msgpack, test_tokens,
              test_subscribe_resumes_after_cut, test_subscribe_resumes_after_restart, test_subscribe_gives_up])
     finally:
         S.close()
