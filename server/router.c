@@ -21,6 +21,7 @@ typedef struct route {
 
 static const route routes[] = {
     {{0}, 0, evl__srv_console, NULL, ROLE_NONE, ROLE_NONE, 0},
+    {{"console", "*"}, 2, evl__srv_console, NULL, ROLE_NONE, ROLE_NONE, 0},
     {{"healthz"}, 1, evl__srv_healthz, NULL, ROLE_NONE, ROLE_NONE, 0},
     {{"readyz"}, 1, evl__srv_readyz, NULL, ROLE_NONE, ROLE_NONE, 0},
     {{"metrics"}, 1, evl__srv_metrics, NULL, ROLE_READER, ROLE_NONE, 0},
