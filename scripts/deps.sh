@@ -1,12 +1,19 @@
 #!/bin/sh
 # Install evlog's build and test dependencies from Debian packages (only what is missing).
-#   scripts/deps.sh [--bench]
+#   scripts/deps.sh [--bench] [--browser]
 set -eu
 PKGS="build-essential cmake pkg-config liblmdb-dev libsqlite3-dev libmsgpack-dev libevent-dev
 libjansson-dev lmdb-utils sqlite3 curl python3 python3-msgpack"
-# `deps.sh --bench` adds what the benchmarks drive the server with (not
-# needed to build or test).
-[ "${1:-}" = "--bench" ] && PKGS="$PKGS wrk"
+for opt in "$@"; do
+  case "$opt" in
+    # what the benchmarks drive the server with (not needed to build or test)
+    --bench) PKGS="$PKGS wrk" ;;
+    # the web console's browser test (tests/console): headless Chromium, its
+    # driver, and a font for legible screenshots; scripts/test.sh asks for it
+    --browser) PKGS="$PKGS chromium chromium-driver fonts-dejavu-core" ;;
+    *) echo "usage: scripts/deps.sh [--bench] [--browser]" >&2; exit 2 ;;
+  esac
+done
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -3,7 +3,7 @@
 # once under AddressSanitizer + UndefinedBehaviorSanitizer.
 set -eu
 cd "$(dirname "$0")/.."
-sh scripts/deps.sh
+sh scripts/deps.sh --browser   # Chromium for the console test (tests/console, which runs npm ci)
 jobs=$(nproc)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null  # the configuration run.sh builds
 cmake --build build -j"$jobs"

@@ -318,7 +318,7 @@ async function searchStreams(text) {
 
 /* ---------------------------------------------------------- projections */
 
-const proj = { rows: new Map(), list: [], seq: 0, watch: new Map(), sql: {} };
+const proj = { rows: new Map(), list: [], seq: 0, shown: 0, watch: new Map() };
 
 function projRow(p) {
   let r = proj.rows.get(p.name);
@@ -384,7 +384,10 @@ function renderProjection(p, seq) {
 async function refreshProjections() {
   const seq = ++proj.seq;
   try {
-    proj.list = await (await api('/projections')).json();
+    const list = await (await api('/projections')).json();
+    if (seq < proj.shown) return; /* a later status is already on the page */
+    proj.shown = seq;
+    proj.list = list;
     for (const p of proj.list) renderProjection(p, seq);
     fillQuerySelect();
     $('proj-error').textContent = '';
@@ -410,6 +413,7 @@ async function rebuild(name) {
   try {
     await api('/projections/' + enc(name) + '/rebuild', { method: 'POST' });
     w.accepted = proj.seq; /* judge it by status taken after this answer */
+    refreshProjections();
   } catch (e) {
     proj.watch.delete(name);
     r.rebuild.disabled = false;

@@ -2,7 +2,7 @@
 # ctest console_test: the web console end to end in headless Chromium.
 # Installs playwright-core from package-lock.json (npm ci) when node_modules
 # is missing or was installed from another lock, then runs console_test.mjs.
-# Without /usr/bin/chromium (Debian package chromium, from scripts/deps.sh)
+# Without /usr/bin/chromium (Debian package chromium, from scripts/deps.sh --browser)
 # or node/npm, it is skipped loudly (exit 77: ctest reports it "Skipped");
 # under CI (CI set) it fails instead, since CI installs them.
 set -eu
@@ -10,10 +10,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 missing() {
   if [ -n "${CI:-}" ]; then
-    echo "console_test: FAILED: $1; CI must run this test (scripts/deps.sh installs it)" >&2
+    echo "console_test: FAILED: $1; CI must run this test (scripts/test.sh installs it: scripts/deps.sh --browser)" >&2
     exit 1
   fi
-  echo "console_test: SKIPPED: $1; run sh scripts/deps.sh to run the console test" >&2
+  echo "console_test: SKIPPED: $1; run sh scripts/deps.sh --browser to run the console test" >&2
   exit 77
 }
 [ -x /usr/bin/chromium ] || missing "no /usr/bin/chromium (Debian package chromium)"
