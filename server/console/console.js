@@ -41,7 +41,7 @@ const token = () => sessionStorage.getItem(TOKEN_KEY) || '';
 function delay(ms, signal) {
   return new Promise((resolve) => {
     const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+    if (signal) signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
   });
 }
 
@@ -398,8 +398,8 @@ async function refreshProjections() {
 
 async function pollProjections() {
   await refreshProjections();
-  const busy = proj.watch.size > 0 || proj.list.some((p) => p.rebuild || p.state !== 'live');
-  setTimeout(pollProjections, busy ? 300 : 2000);
+  /* rebuilds started elsewhere (evlog rebuild, SIGHUP) are followed closer too */
+  setTimeout(pollProjections, proj.list.some((p) => p.rebuild) ? 500 : 2000);
 }
 
 async function rebuild(name) {
@@ -413,7 +413,11 @@ async function rebuild(name) {
   try {
     await api('/projections/' + enc(name) + '/rebuild', { method: 'POST' });
     w.accepted = proj.seq; /* judge it by status taken after this answer */
-    refreshProjections();
+    /* follow it closely, besides the 2-second poll, until it is judged */
+    while (proj.watch.get(name) === w) {
+      await refreshProjections();
+      await delay(250);
+    }
   } catch (e) {
     proj.watch.delete(name);
     r.rebuild.disabled = false;

@@ -156,8 +156,25 @@ async function main() {
       await waitText(page, '#head', new RegExp('^' + last + '$'));
     });
 
+    await step('event data is rendered as text, never as markup', async () => {
+      const type = '<img src=x onerror="window.__xss=1">';
+      const data = { html: '<script>window.__xss=1</script>', b: '<b>bold</b>' };
+      const [p] = await append('xss-1', [{ type, data }]);
+      await feedRow(page, p).waitFor({ timeout: T });
+      eq(await feedRow(page, p).locator('td').nth(3).textContent(), type, 'type shown verbatim');
+      eq(await page.locator('#feed img, #feed script, #feed tbody b').count(), 0, 'elements injected');
+      await feedRow(page, p).click();
+      await waitText(page, '#e-title', new RegExp('position ' + p + ' '));
+      const shown = JSON.parse(await text(page, '#e-json'));
+      eq([shown.type, shown.data, shown.subject], [type, data, 'xss-1'], 'event JSON');
+      eq(await page.evaluate(() => window.__xss), undefined, 'injected script ran');
+    });
+
     const pos = {}; // job id -> positions of its events
     await step('appended events appear in the feed', async () => {
+      // a stream long enough to page through (in the stream browser, below)
+      const ticks = await append('page-1', Array.from({ length: 25 }, (_, n) => ({ type: 'Tick', data: { n } })));
+      await feedRow(page, ticks[24]).waitFor({ timeout: T });
       for (const [id, model, fate] of jobs) {
         const evs = [{ type: 'JobQueued', data: { id, model, quantize: 'q4_k_m' }, meta: { actor: 'console-test' } }];
         if (fate !== 'queued') evs.push({ type: 'JobStarted', data: { id, total_bytes: 4096 } });
@@ -172,20 +189,6 @@ async function main() {
       // newest first, no event twice
       const shown = await page.$$eval('#feed tbody tr', (trs) => trs.map((tr) => Number(tr.dataset.position)));
       for (let i = 1; i < shown.length; i++) if (shown[i] >= shown[i - 1]) fail('feed order: ' + shown.slice(0, 20));
-    });
-
-    await step('event data is rendered as text, never as markup', async () => {
-      const type = '<img src=x onerror="window.__xss=1">';
-      const data = { html: '<script>window.__xss=1</script>', b: '<b>bold</b>' };
-      const [p] = await append('xss-1', [{ type, data }]);
-      await feedRow(page, p).waitFor({ timeout: T });
-      eq(await feedRow(page, p).locator('td').nth(3).textContent(), type, 'type shown verbatim');
-      eq(await page.locator('#feed img, #feed script, #feed tbody b').count(), 0, 'elements injected');
-      await feedRow(page, p).click();
-      await waitText(page, '#e-title', new RegExp('position ' + p + ' '));
-      const shown = JSON.parse(await text(page, '#e-json'));
-      eq([shown.type, shown.data, shown.subject], [type, data, 'xss-1'], 'event JSON');
-      eq(await page.evaluate(() => window.__xss), undefined, 'injected script ran');
     });
 
     await step('the feed filters by type and by category', async () => {
@@ -232,7 +235,6 @@ async function main() {
     });
 
     await step('the stream browser searches, pages and shows an event', async () => {
-      await append('page-1', Array.from({ length: 25 }, (_, n) => ({ type: 'Tick', data: { n } })));
       await page.fill('#s-name', 'page');
       await page.click('#s-form button');
       await page.locator('#s-matches button', { hasText: /^page-1$/ }).click({ timeout: T });
@@ -254,10 +256,13 @@ async function main() {
       eq(await page.locator('#s-events tbody tr td:first-child').first().textContent(), '24', 'newest first');
       await page.uncheck('#s-backward');
       // a stream link in the feed opens that stream
-      await feedRow(page, pos.a1[0]).locator('button.link').click();
-      await waitText(page, '#s-page', /^job-a1: revisions 0–2$/);
+      await feedRow(page, pos.e5[0]).locator('button.link').click();
+      await waitText(page, '#s-page', /^job-e5: revisions 0–2$/);
       const t = await tableOf(page, '#s-events');
-      eq(t.rows.map((r) => r[3]), ['JobQueued', 'JobStarted', 'JobSucceeded'], 'job-a1 types');
+      eq(t.rows.map((r) => r[3]), ['JobQueued', 'JobStarted', 'JobSucceeded'], 'job-e5 types');
+      eq(t.rows.map((r) => Number(r[1])), pos.e5, 'job-e5 positions');
+      await page.locator('#s-events tbody tr').nth(0).click();
+      await waitText(page, '#e-title', /job-e5 revision 0$/);
     });
 
     const want = jobs.concat([['f6', 'tinyllama-1.1b', 'running'], ['g7', 'stablelm-3b', 'queued']])
@@ -306,6 +311,31 @@ async function main() {
       await page.click('#q-form button');
       await page.locator('#q-info', { hasText: /rows · position/ }).waitFor({ timeout: T });
       eq(await tableOf(page, '#q-result'), { head: ['id', 'model', 'status'], rows: want }, 'rebuilt table');
+    });
+
+    await step('rebuild progress is drawn from the status rebuild object', async () => {
+      // A real rebuild of this small log is over before a poll can see it
+      // (noted above), so the status the page polls gets a rebuild in
+      // flight, shaped as docs/http.md describes it, for a while.
+      const rebuild = { spec_hash: 'b71e', position: 400, head: 1000, applied: 61, events_per_second: 2100,
+        eta_seconds: 1, elapsed_seconds: 0.19 };
+      const fake = async (route) => {
+        const resp = await route.fetch();
+        const list = await resp.json();
+        for (const p of list) if (p.name === 'runs') Object.assign(p, { state: 'rebuilding', rebuild });
+        await route.fulfill({ response: resp, json: list });
+      };
+      const status = (u) => u.pathname === '/projections';
+      await page.route(status, fake);
+      try {
+        const row = '#projections tr[data-projection="runs"]';
+        await waitText(page, row + ' .rebuild', /^40% · 2100 ev\/s · eta 1 s$/);
+        eq(await page.$eval(row + ' progress', (e) => [e.value, e.max]), [400, 1000], 'progress bar');
+        if (!(await page.locator(row + ' button:has-text("Rebuild")').isDisabled())) fail('Rebuild enabled during a rebuild');
+      } finally {
+        await page.unroute(status, fake);
+      }
+      await page.locator('#projections tr[data-projection="runs"] progress').waitFor({ state: 'detached', timeout: T });
     });
 
     await step('screenshot', async () => {
