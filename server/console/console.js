@@ -140,9 +140,9 @@ function addFeedRow(ev) {
   const tr = el('tr', { 'data-position': ev.position, onclick: () => showEvent(ev, tr) },
     el('td', { class: 'num' }, ev.position),
     el('td', {}, clock(ev.time)),
-    el('td', {}, el('button', { type: 'button', class: 'link', title: 'open this stream',
+    el('td', {}, el('button', { type: 'button', class: 'link', title: ev.subject,
       onclick: (e) => { e.stopPropagation(); openStream(ev.subject); } }, ev.subject)),
-    el('td', {}, ev.type),
+    el('td', { title: ev.type }, ev.type),
     el('td', { title: short(ev.data) }, short(ev.data)));
   const body = $('feed').tBodies[0];
   body.prepend(tr);
