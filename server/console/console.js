@@ -102,6 +102,7 @@ async function pollStats() {
       const x = /^(evlog_head_position|evlog_appended_events_total) (\S+)$/.exec(line);
       if (x) m[x[1]] = Number(x[2]);
     }
+    if (m.evlog_head_position === undefined) throw new ApiError(0, '/metrics has no evlog_head_position');
     $('head').textContent = String(m.evlog_head_position);
     const now = performance.now();
     samples.push({ t: now, n: m.evlog_appended_events_total });
