@@ -194,3 +194,39 @@ int evl_mp_map_find(const uint8_t *buf, size_t len, const char *key, size_t key_
     }
     return EVL_ENOTFOUND;
 }
+
+/* Token by token in lockstep: two values are equal when their flattened
+ * header/scalar sequences are, so no recursion and no depth limit beyond
+ * the buffers themselves. */
+int evl_mp_equal(const void *a, size_t alen, const void *b, size_t blen) {
+    if (alen == blen && memcmp(a, b, alen) == 0) return 1;
+    evl_mp ma = {a, (const uint8_t *)a + alen}, mb = {b, (const uint8_t *)b + blen};
+    uint64_t left = 1;
+    while (left) {
+        evl_mp_val x, y;
+        left--;
+        if (evl_mp_read(&ma, &x) || evl_mp_read(&mb, &y) || x.kind != y.kind) return 0;
+        switch (x.kind) {
+        case EVL_MP_NIL: break;
+        case EVL_MP_BOOL: if (!x.v.b != !y.v.b) return 0; break;
+        case EVL_MP_UINT: if (x.v.u != y.v.u) return 0; break;
+        case EVL_MP_INT: if (x.v.i != y.v.i) return 0; break;
+        case EVL_MP_FLOAT: if (!(x.v.f == y.v.f) && !(x.v.f != x.v.f && y.v.f != y.v.f)) return 0; break;
+        case EVL_MP_STR:
+        case EVL_MP_BIN:
+            if (x.v.s.len != y.v.s.len || memcmp(x.v.s.ptr, y.v.s.ptr, x.v.s.len)) return 0;
+            break;
+        case EVL_MP_ARRAY:
+        case EVL_MP_MAP:
+            if (x.v.n != y.v.n) return 0;
+            left += (uint64_t)x.v.n * (x.kind == EVL_MP_MAP ? 2 : 1);
+            break;
+        case EVL_MP_EXT:
+            if (x.v.ext.type != y.v.ext.type || x.v.ext.len != y.v.ext.len ||
+                memcmp(x.v.ext.ptr, y.v.ext.ptr, x.v.ext.len))
+                return 0;
+            break;
+        }
+    }
+    return ma.p == ma.end && mb.p == mb.end;
+}

@@ -223,8 +223,15 @@ static int answer_idempotent(evl_log *log, group_ctx *g, evl_req *r, const uint6
         if (mdb_get(g->txn, log->db_events, &k, &v) || evl_log_decode(v.mv_data, v.mv_size, &ev))
             return EVL_ECORRUPT;
         const req_stream *rs = &r->streams[re->stream];
+        /* A repeat is the same event sent again (a retry after a lost
+         * answer), so everything the client chose must match the record:
+         * the same id with another payload is a client bug or a clash, and
+         * answering it with the original positions would make the client
+         * believe its different data was stored. */
         if (ev.stream_len != rs->len || memcmp(ev.stream, rs->name, rs->len) ||
-            ev.type_len != re->type_len || memcmp(ev.type, re->type, re->type_len)) {
+            ev.type_len != re->type_len || memcmp(ev.type, re->type, re->type_len) ||
+            !evl_mp_equal(ev.data, ev.data_len, re->data, re->data_len) ||
+            !evl_mp_equal(ev.meta, ev.meta_len, re->meta, re->meta_len)) {
             r->res.event_index = e;
             return EVL_EIDREUSE;
         }

@@ -24,7 +24,7 @@ typedef struct append_ctx {
     size_t *counts;
     uint64_t *expected;
     int err, idempotent;
-    size_t stream_index;
+    size_t stream_index, event_index;
     uint64_t current_revision;
     size_t n_acks, cap_acks;
     evl_ack *acks;            /* sized before submitting: the callback never allocates */
@@ -114,8 +114,17 @@ static void appended_run(srv_worker *w, srv_msg *m) {
         answer_ok(c);
     } else {
         size_t s = c->stream_index < c->n_streams ? c->stream_index : 0;
+        char why[200], *w = NULL;
+        if (c->err == EVL_EIDREUSE && c->event_index < c->n_acks) {
+            /* name the id: the client reused it for an event that differs */
+            char id[37];
+            evl_uuid_format(c->acks[c->event_index].id, id);
+            snprintf(why, sizeof why, "event id %s already belongs to a different event (its stream, "
+                     "type, data or meta differ); a retry must send the same event", id);
+            w = why;
+        }
         answer_err(&c->rsp, c->err, c->n_streams ? c->names[s] : NULL,
-                   c->n_streams ? c->expected[s] : EVL_REV_ANY, c->current_revision, NULL);
+                   c->n_streams ? c->expected[s] : EVL_REV_ANY, c->current_revision, w);
     }
     uint64_t us = (uint64_t)(evl__srv_mono_ns() - c->rsp.t0) / 1000;
     evl__srv_hist_add(&w->st.append_us, evl__srv_lat_bounds, SRV_LAT_BUCKETS, us);
@@ -128,6 +137,7 @@ static void appended(void *arg, const evl_append_result *res) {
     c->err = res->err;
     c->idempotent = res->idempotent;
     c->stream_index = res->stream_index;
+    c->event_index = res->event_index;
     c->current_revision = res->current_revision;
     c->n_acks = res->acks ? (res->n_acks < c->cap_acks ? res->n_acks : c->cap_acks) : 0;
     if (c->n_acks) memcpy(c->acks, res->acks, c->n_acks * sizeof *c->acks);

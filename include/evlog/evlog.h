@@ -38,7 +38,7 @@ extern "C" {
     X(EFULL, "log is full: the disk or the LMDB map size is exhausted")        \
     X(ECONFLICT, "wrong expected revision")                                    \
     X(EIDMIX, "batch mixes event ids already in the log with new ones")        \
-    X(EIDREUSE, "event id already belongs to an event of another stream or type") \
+    X(EIDREUSE, "event id already belongs to a different event")               \
     X(EDUPID, "the same event id appears twice in one batch")                  \
     X(EDUPSTREAM, "the same stream appears twice in one batch")                \
     X(ENOTFOUND, "not found")                                                  \

@@ -69,6 +69,13 @@ int evl_mp_read(evl_mp *m, evl_mp_val *v);
  * @return EVL_OK, #EVL_EMSGPACK or #EVL_EDEPTH. */
 int evl_mp_skip(evl_mp *m, int max_depth);
 
+/** @brief Are [a, a+alen) and [b, b+blen) the same msgpack value?  Equal
+ * bytes, or the same structure with equal scalars however they are encoded
+ * (an integer in any width, a float32 or float64 of the same value); maps
+ * compare in their stored key order.  Safe on any input (malformed: not
+ * equal).  @return 1 or 0. */
+int evl_mp_equal(const void *a, size_t alen, const void *b, size_t blen);
+
 /** @brief Is @p s valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF)? */
 int evl_utf8_valid(const char *s, size_t len);
 

@@ -84,6 +84,30 @@ static void test_idempotency(evl_log *log) {
     /* the same id for another stream or type is an error, not a repeat */
     CHECK_RC(append1(log, "task-43", EVL_REV_ANY, "TaskSubmitted", NULL, 0, id1, NULL, &r), EVL_EIDREUSE);
     CHECK_RC(append1(log, "task-42", EVL_REV_ANY, "TaskKilled", NULL, 0, id1, NULL, &r), EVL_EIDREUSE);
+    /* ... and so is the same id with other data or meta: a retry sends the
+     * same event, anything else must not be answered as if it were stored */
+    {
+        uint8_t idd[16];
+        evl_uuid_parse("550e8400-e29b-41d4-a716-446655440009", 36, idd);
+        const uint8_t d1[] = {0x81, 0xa1, 'n', 0x05};             /* {"n": 5} */
+        const uint8_t d1wide[] = {0x81, 0xa1, 'n', 0xcd, 0x00, 0x05}; /* the same, as uint16 */
+        const uint8_t d2[] = {0x81, 0xa1, 'n', 0x06};             /* {"n": 6} */
+        const uint8_t m1[] = {0x81, 0xa5, 'a', 'c', 't', 'o', 'r', 0xa1, 'x'};
+        evl_ack a1, a2;
+        OK(append1(log, "task-44", EVL_REV_ANY, "TaskSubmitted", d1, sizeof d1, idd, &a1, &r));
+        CHECK(!r.idempotent);
+        OK(append1(log, "task-44", EVL_REV_ANY, "TaskSubmitted", d1wide, sizeof d1wide, idd, &a2, &r));
+        CHECK(r.idempotent && a2.position == a1.position);
+        CHECK_RC(append1(log, "task-44", EVL_REV_ANY, "TaskSubmitted", d2, sizeof d2, idd, NULL, &r), EVL_EIDREUSE);
+        CHECK_RC(append1(log, "task-44", EVL_REV_ANY, "TaskSubmitted", NULL, 0, idd, NULL, &r), EVL_EIDREUSE);
+        evl_event_in em = {.type = "TaskSubmitted", .id = idd, .data = d1, .data_len = sizeof d1,
+                           .meta = m1, .meta_len = sizeof m1};
+        evl_stream_in sm = {.stream = "task-44", .expected = EVL_REV_ANY, .events = &em, .n_events = 1};
+        CHECK_RC(evl_log_append(log, &sm, 1, &r), EVL_EIDREUSE);
+        evl_free(r.acks);
+        CHECK(evl_log_head(log) == head + 2);
+        head++;
+    }
     /* a batch mixing a seen id with a new one */
     evl_event_in evs[2] = {{.type = "TaskSubmitted", .id = id1}, {.type = "TaskApproved", .id = id2}};
     evl_stream_in s = {.stream = "task-42", .expected = EVL_REV_ANY, .events = evs, .n_events = 2};
