@@ -46,6 +46,11 @@ static int take_lock(evl_log *log) {
         close(fd);
         return e == EWOULDBLOCK ? EVL_EBUSY : EVL_ESYS(e);
     }
+    /* Who holds it, for the message a second writer prints: written only
+     * once the lock is ours, so a refused opener never touches the file. */
+    char pid[24];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) { /* advisory only */ }
     log->lock_fd = fd;
     return EVL_OK;
 }

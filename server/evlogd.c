@@ -52,6 +52,23 @@ static void reload(evl_proj_engine *eng) {
 
 /* Command line over config file: the file (--config) is applied first, then
  * every other flag, so a flag wins over the same key in the file. */
+/* A second evlogd (or any writer) on a data dir: say who holds it, and that
+ * nothing was touched.  The log writes its pid into DATA/LOCK. */
+static void busy_message(const char *data) {
+    char path[4096], pid[32] = "";
+    snprintf(path, sizeof path, "%s/LOCK", data);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (!fgets(pid, sizeof pid, f)) pid[0] = 0;
+        fclose(f);
+    }
+    pid[strcspn(pid, "\n")] = 0;
+    fprintf(stderr,
+            "evlogd: %s: %s (%s is locked%s%s): one evlogd per data directory; "
+            "nothing was changed\n",
+            data, evl_strerror(EVL_EBUSY), path, pid[0] ? " by pid " : "", pid);
+}
+
 static int parse_args(int argc, char **argv, evlogd_opts *o) {
     char err[512];
     for (int pass = 0; pass < 2; pass++) {
@@ -130,7 +147,10 @@ int main(int argc, char **argv) {
     evl_srv *srv = NULL;
     char err[512];
     if ((rc = evl_log_open(o.data, &o.log, &log))) {
-        fprintf(stderr, "evlogd: %s: %s\n", o.data, evl_strerror(rc));
+        if (rc == EVL_EBUSY)
+            busy_message(o.data);
+        else
+            fprintf(stderr, "evlogd: %s: %s\n", o.data, evl_strerror(rc));
         goto fail;
     }
     if ((rc = evl_proj_open(log, &po, &eng))) {
