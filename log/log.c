@@ -259,6 +259,7 @@ int evl_log_stats_get(evl_log *log, evl_log_stats *st) {
     st->appended_bytes = atomic_load(&log->n_bytes);
     st->conflicts = atomic_load(&log->n_conflicts);
     st->syncs = atomic_load(&log->n_syncs);
+    st->stale_readers_cleared = atomic_load(&log->n_stale_readers);
     for (int b = 0; b <= EVL_COMMIT_BUCKETS; b++) st->commit_us[b] = atomic_load(&log->commit_us[b]);
     st->commit_us_sum = atomic_load(&log->commit_us_sum);
     pthread_mutex_lock(&log->mu);

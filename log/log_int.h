@@ -58,12 +58,14 @@ struct evl_log {
     int64_t last_time;        /* time of the last commit: times never go back */
     int64_t last_indexed_time;
     int unflushed;            /* EVL_SYNC_NONE: commits since the last flush */
+    int64_t next_reader_check; /* monotonic ns: when to look for dead readers' slots next */
 
     pthread_mutex_t watch_mu;
     evl_watcher *watchers;
 
     /* Counters (writer writes, anyone reads). */
     _Atomic uint64_t n_commits, n_appends, n_events, n_bytes, n_conflicts, n_syncs;
+    _Atomic uint64_t n_stale_readers;
     _Atomic uint64_t commit_us[EVL_COMMIT_BUCKETS + 1], commit_us_sum;
 };
 

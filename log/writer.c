@@ -486,6 +486,24 @@ static int flush(evl_log *log) {
     return EVL_OK;
 }
 
+/* A reader process that dies inside a read transaction (kill -9 of an
+ * `evlog read`, an OOM kill) leaves its LMDB reader slot behind, and the
+ * snapshot that slot names keeps every page freed since from being reused:
+ * data.mdb would grow for as long as the writer runs.  LMDB frees such slots
+ * only when asked (mdb_reader_check, at open and here).  Asked before a
+ * commit, when freed pages matter, at most once a second: it is one
+ * F_GETLK per foreign slot. */
+#define READER_CHECK_NS 1000000000LL
+
+static void check_readers(evl_log *log) {
+    int64_t now = evl__mono_ns();
+    if (now < log->next_reader_check) return;
+    log->next_reader_check = now + READER_CHECK_NS;
+    int dead = 0;
+    if (mdb_reader_check(log->env, &dead) == 0 && dead > 0)
+        atomic_fetch_add(&log->n_stale_readers, (uint64_t)dead);
+}
+
 static void *writer_main(void *arg) {
     evl_log *log = arg;
     /* Every appender waits for this one thread: when it wakes a group of
@@ -530,6 +548,7 @@ static void *writer_main(void *arg) {
         }
         if (!log->q_head) log->q_tail = NULL;
         pthread_mutex_unlock(&log->mu);
+        check_readers(log);
         process_group(log, reqs, n, &rec);
         /* in sync full the commit has synced: the group is durable */
         complete(log, reqs, n, log->next_pos - 1);

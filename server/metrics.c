@@ -164,6 +164,10 @@ static void metrics_work(srv_job *j) {
            ls.conflicts);
     scalar(b, "evlog_log_used_bytes", "gauge", "LMDB pages in use, bytes.", ls.used_bytes);
     scalar(b, "evlog_log_map_bytes", "gauge", "LMDB map size, bytes.", ls.map_size);
+    scalar(b, "evlog_log_readers", "gauge", "LMDB reader slots in use (every process on the log).",
+           ls.readers);
+    scalar(b, "evlog_log_stale_readers_cleared_total", "counter",
+           "Reader slots left by dead processes, cleared by the log's writer.", ls.stale_readers_cleared);
     scalar(b, "evlog_log_read_only", "gauge", "1 after a failed sync made the log refuse appends.",
            ls.read_only_error != 0);
     {   /* the log's own commit durations (LMDB commit with its fsync) */

@@ -301,6 +301,7 @@ typedef struct evl_log_stats {
                                                      commit with its fsync; not cumulative) */
     uint64_t commit_us_sum;    /**< total commit time, microseconds */
     int read_only_error;       /**< non-zero: the failure that made the log read-only */
+    uint64_t stale_readers_cleared; /**< reader slots of dead processes cleared by the writer */
 } evl_log_stats;
 
 /** @brief Fill @p st. */
