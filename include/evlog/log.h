@@ -21,6 +21,9 @@
  * - An iterator holds an LMDB read transaction: it pins the pages it sees, so
  *   close iterators promptly and never keep one open while waiting for new
  *   events (evl_log_wait()).
+ * - A reader process that dies inside a read transaction leaves its LMDB
+ *   slot, which pins that snapshot; the writer clears such slots before a
+ *   commit, at most once a second (evl_log_stats.stale_readers_cleared).
  * - Event views (#evl_event) point into the LMDB map: they stay valid only
  *   until the next evl_iter_next() or evl_iter_close() on their iterator.
  * - After a failed fsync or commit the log refuses further appends
