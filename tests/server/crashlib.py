@@ -5,6 +5,7 @@ and the check that every projection equals a from-scratch replay.
 Standard library only.  The figures a test prints are the ones
 docs/reliability.md reports."""
 import os
+import shutil
 import sqlite3
 import subprocess
 import tempfile
@@ -110,6 +111,14 @@ def compare_with_replay(data, names, head, specs=None):
     Returns the number of rows compared."""
     rows = 0
     tmp = tempfile.mkdtemp(prefix="evlog-replay-")
+    try:
+        return _compare(data, names, head, specs, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _compare(data, names, head, specs, tmp):
+    rows = 0
     for name in names:
         live = os.path.join(data, "projections", name + ".db")
         cp = checkpoint(live)
