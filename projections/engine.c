@@ -333,7 +333,7 @@ static int create_schema(proj *p, char *err, size_t errlen) {
              " updated_at TEXT, fault_position INTEGER, fault_type TEXT, error TEXT, spec_file TEXT, spec TEXT);");
     int ok = evl__proj_exec(p->db, p->spec->ddl, err, errlen) == SQLITE_OK &&
              evl__proj_exec(p->db, sql, err, errlen) == SQLITE_OK &&
-             (p->spec->n_hist == 0 || evl__proj_exec(p->db, evl__proj_hist_ddl(), err, errlen) == SQLITE_OK) &&
+             evl__proj_hist_create(p->db, p->spec, err, errlen) == SQLITE_OK &&
              sqlite3_prepare_v2(p->db, "INSERT INTO _evl_checkpoint (id, projection, position, spec_hash, events_applied,"
                                        " spec_file, spec) VALUES (1, ?1, 0, ?2, 0, ?3, ?4)", -1, &st, NULL) == SQLITE_OK;
     if (ok) {

@@ -212,10 +212,29 @@ int evl__proj_hist_setup(proj *p, char *err, size_t errlen) {
     return EVL_OK;
 }
 
-const char *evl__proj_hist_ddl(void) {
-    return "CREATE TABLE _evl_history (id INTEGER PRIMARY KEY, table_name TEXT NOT NULL, pk TEXT,"
-           " position INTEGER NOT NULL, seq INTEGER NOT NULL, op TEXT NOT NULL, column_name TEXT, old, new);"
-           "CREATE INDEX _evl_history_row ON _evl_history (table_name, pk, position);";
+/* old and new have no declared type: no affinity, each value keeps its own. */
+int evl__proj_hist_create(sqlite3 *db, const evl_proj_spec *sp, char *err, size_t errlen) {
+    if (sp->n_hist == 0) return SQLITE_OK;
+    int rc = evl__proj_exec(db,
+                            "CREATE TABLE _evl_history (id INTEGER PRIMARY KEY, table_name TEXT NOT NULL, pk TEXT,"
+                            " position INTEGER NOT NULL, seq INTEGER NOT NULL, op TEXT NOT NULL, column_name TEXT,"
+                            " old, new);"
+                            "CREATE INDEX _evl_history_row ON _evl_history (table_name, pk, position);"
+                            "CREATE TABLE _evl_history_tables (table_name TEXT PRIMARY KEY, key_column TEXT NOT NULL);",
+                            err, errlen);
+    sqlite3_stmt *st = NULL;
+    if (rc == SQLITE_OK &&
+        (rc = sqlite3_prepare_v2(db, "INSERT INTO _evl_history_tables VALUES (?1, ?2)", -1, &st, NULL)) != SQLITE_OK)
+        snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+    for (size_t i = 0; rc == SQLITE_OK && i < sp->n_hist; i++) {
+        sqlite3_bind_text(st, 1, sp->hist[i].table, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, sp->hist[i].cols[sp->hist[i].pk], -1, SQLITE_STATIC);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+        if (rc) snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    return rc;
 }
 
 void evl__proj_hist_teardown(proj *p) {

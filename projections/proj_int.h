@@ -300,7 +300,7 @@ void evl__proj_rebuild_progress(const proj *p, evl_proj_status *s);
 void evl__proj_remove_generation(proj *p, const char *target);
 
 /* history.c: the @history recorder (the pre-update hook and its buffer). */
-const char *evl__proj_hist_ddl(void);
+int evl__proj_hist_create(sqlite3 *db, const evl_proj_spec *sp, char *err, size_t errlen); /* in the schema's txn */
 int evl__proj_hist_setup(proj *p, char *err, size_t errlen);   /* after the statements are prepared */
 void evl__proj_hist_teardown(proj *p);
 void evl__proj_hist_begin(proj_hist *h, uint64_t position);    /* before an event's statements */

@@ -222,6 +222,26 @@ int evl_proj_query(evl_proj_engine *eng, const char *name, const char *sql,
                    const json_t *params, const evl_proj_query_opts *opts, json_t **result,
                    char *err, size_t errlen);
 
+/** @brief The field-level history of one row of a `-- @history TABLE` table.
+ *
+ * Reads `_evl_history` in @p db_path (one snapshot with the checkpoint) and
+ * the log's event at each position.
+ * @param[in] log the log the projection is built from (a read-only handle is enough).
+ * @param[in] key the row's PRIMARY KEY value as text (42, "job-1").
+ * @param[in] column only the changes of this column, or NULL for all.
+ * @param[out] out `{"table","key","column"?,"position": CHECKPOINT,"entries":[{"position",
+ *   "op": "insert"|"update"|"delete","time","type","stream","actor","changes":[{"column","old",
+ *   "new"},...]},...]}`, oldest first; an unknown key has no entries.  The caller json_decref()s it.
+ * @param[out] err a sentence on failure.
+ * @return EVL_OK, #EVL_ENOTFOUND (no such file, or the table keeps no history),
+ *   #EVL_EINVAL (no such column), #EVL_ESQL, #EVL_ENOMEM, a log read error. */
+int evl_proj_history_file(evl_log *log, const char *db_path, const char *table, const char *key,
+                          const char *column, json_t **out, char *err, size_t errlen);
+
+/** @brief evl_proj_history_file() on projection @p name of a running engine. */
+int evl_proj_history(evl_proj_engine *eng, const char *name, const char *table, const char *key,
+                     const char *column, json_t **out, char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif
