@@ -44,7 +44,9 @@ typedef struct spec_history {
     int line;
     char **cols;
     size_t n_cols;
-    int pk;              /* index of the single PRIMARY KEY column */
+    int pk;              /* index of the key column: the single PRIMARY KEY, or the
+                            UNIQUE column the line names (`-- @history TABLE COLUMN`) */
+    char *key;           /* the column the line names, or NULL */
 } spec_history;
 
 struct evl_proj_spec {

@@ -163,8 +163,17 @@ typedef struct body { const char *a, *b; } body;
 static int add_history(parser *p, int line, const char *a, const char *b) {
     evl_proj_spec *sp = p->spec;
     if (!sp->name) return fail(p, line, "@history before the @projection line");
-    if (a == b || memchr(a, ' ', (size_t)(b - a)) || memchr(a, '\t', (size_t)(b - a)))
-        return fail(p, line, "@history needs exactly one table name");
+    const char *k = a, *ke = NULL;
+    while (k < b && *k != ' ' && *k != '\t') k++;
+    if (k < b) { /* TABLE KEY_COLUMN */
+        const char *t_end = k;
+        while (k < b && (*k == ' ' || *k == '\t')) k++;
+        ke = b;
+        b = t_end;
+        if (memchr(k, ' ', (size_t)(ke - k)) || memchr(k, '\t', (size_t)(ke - k)))
+            return fail(p, line, "@history wants TABLE or TABLE KEY_COLUMN");
+    }
+    if (a == b) return fail(p, line, "@history needs a table name");
     for (size_t i = 0; i < sp->n_hist; i++)
         if ((size_t)(b - a) == strlen(sp->hist[i].table) && !memcmp(a, sp->hist[i].table, (size_t)(b - a)))
             return fail(p, line, "a second @history line for table %s (first on line %d)", sp->hist[i].table,
@@ -176,6 +185,34 @@ static int add_history(parser *p, int line, const char *a, const char *b) {
     g[sp->n_hist].line = line;
     if (!(g[sp->n_hist].table = dup_range(a, b))) return EVL_ENOMEM;
     sp->n_hist++;
+    if (ke && !(g[sp->n_hist - 1].key = dup_range(k, ke))) return EVL_ENOMEM;
+    return EVL_OK;
+}
+
+/* `-- @history TABLE COLUMN`: COLUMN must identify a row, alone: the
+ * single PRIMARY KEY column, or alone in a UNIQUE index (a UNIQUE
+ * constraint makes one); NULLs are not keys, which the lookup by text
+ * never matches anyway. */
+static int key_column(parser *p, sqlite3 *db, spec_history *h) {
+    size_t c = 0;
+    while (c < h->n_cols && strcmp(h->cols[c], h->key)) c++;
+    if (c == h->n_cols) return fail(p, h->line, "@history %s %s: the table has no column %s", h->table, h->key, h->key);
+    sqlite3_stmt *st;
+    int ok = 0;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_index_list(?1) AS l WHERE l.\"unique\" AND"
+                               " (SELECT count(*) FROM pragma_index_info(l.name)) = 1 AND"
+                               " (SELECT name FROM pragma_index_info(l.name)) = ?2"
+                               " UNION ALL SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2 AND pk = 1 AND"
+                               " (SELECT count(*) FROM pragma_table_info(?1) WHERE pk > 0) = 1", -1, &st, NULL) != SQLITE_OK)
+        return fail(p, h->line, "checking @history: %s", sqlite3_errmsg(db));
+    sqlite3_bind_text(st, 1, h->table, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, h->key, -1, SQLITE_STATIC);
+    ok = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    if (!ok)
+        return fail(p, h->line, "@history %s %s: %s is neither the PRIMARY KEY nor UNIQUE alone, so it does not "
+                    "identify a row", h->table, h->key, h->key);
+    h->pk = (int)c;
     return EVL_OK;
 }
 
@@ -230,14 +267,16 @@ static int check_history(parser *p, sqlite3 *db) {
         int all = sqlite3_step(tx) == SQLITE_ROW ? sqlite3_column_int(tx, 0) : -1;
         sqlite3_reset(tx);
         if (rc) break;
-        if (pks == 0)
-            rc = fail(p, h->line, "@history %s: the table has no PRIMARY KEY; a row's history is found by its key",
-                      h->table);
-        else if (pks > 1)
-            rc = fail(p, h->line, "@history %s: a composite PRIMARY KEY is not supported; give the table a "
-                      "single-column key", h->table);
-        else if (all != (int)h->n_cols)
+        if (all != (int)h->n_cols)
             rc = fail(p, h->line, "@history %s: tables with generated columns are not supported", h->table);
+        else if (h->key)
+            rc = key_column(p, db, h);
+        else if (pks == 0)
+            rc = fail(p, h->line, "@history %s: the table has no PRIMARY KEY; a row's history is found by its key"
+                      " (or name a UNIQUE column: -- @history %s COLUMN)", h->table, h->table);
+        else if (pks > 1)
+            rc = fail(p, h->line, "@history %s: a composite PRIMARY KEY cannot key the history; name a UNIQUE "
+                      "column (-- @history %s COLUMN)", h->table, h->table);
     }
 out:
     sqlite3_finalize(m);
@@ -400,6 +439,7 @@ void evl_proj_spec_free(evl_proj_spec *sp) {
         for (size_t c = 0; c < sp->hist[i].n_cols; c++) evl_free(sp->hist[i].cols[c]);
         evl_free(sp->hist[i].cols);
         evl_free(sp->hist[i].table);
+        evl_free(sp->hist[i].key);
     }
     evl_free(sp->hist);
     for (size_t i = 0; i < sp->n_tables; i++) evl_free(sp->tables[i]);

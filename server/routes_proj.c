@@ -1,5 +1,5 @@
 /* Projections: GET /projections[/{name}], POST /projections/{name}/rebuild,
- * GET|POST /projections/{name}/query.
+ * GET|POST /projections/{name}/query, GET /projections/{name}/history/{table}/{key}.
  *
  * Status counts rows and a query runs SQLite, both possibly for a while, and
  * `min_position` waits for a projector: all of it runs on the pool, never
@@ -23,6 +23,7 @@ typedef struct pjob {
     int one;                   /* status of `name` only */
     char *sql;
     json_t *params;
+    char *table, *key, *column; /* history */
     uint64_t min_position;
     int has_min;
     int64_t deadline;          /* monotonic ns, for the wait */
@@ -34,6 +35,9 @@ typedef struct pjob {
 
 static void pjob_free(pjob *p) {
     evl_free(p->sql);
+    evl_free(p->table);
+    evl_free(p->key);
+    evl_free(p->column);
     json_decref(p->params);
     json_decref(p->result);
     evl_free(p);
@@ -359,4 +363,66 @@ void evl__srv_proj_query(srv_req *q) {
         }
     }
     json_decref(in);
+}
+
+/* ------------------------------------------------------------ history */
+
+static void history_work(srv_job *j) {
+    pjob *p = (pjob *)j;
+    p->rc = evl_proj_history(j->w->srv->eng, p->name, p->table, p->key, p->column, &p->result, p->err,
+                             sizeof p->err);
+    if (p->rc == EVL_OK) json_object_set_new(p->result, "projection", json_string(p->name));
+}
+
+static void history_run(srv_worker *w, srv_msg *m) {
+    pjob *p = (pjob *)m;
+    w->inflight--;
+    const char *slug;
+    int code = evl__srv_err_status(p->rc, &slug);
+    if (p->rc == EVL_OK)
+        evl__srv_reply_json(&p->rsp, 200, p->result);
+    else if (p->rc == EVL_ENOTFOUND)
+        evl__srv_problem(&p->rsp, 404, "not-found", json_pack("{s:s,s:s}", "projection", p->name, "table", p->table),
+                         "%s", p->err[0] ? p->err : evl_strerror(p->rc));
+    else if (p->rc == EVL_EINVAL)
+        evl__srv_problem(&p->rsp, 400, "bad-request", NULL, "%s", p->err);
+    else
+        evl__srv_problem(&p->rsp, code, slug, NULL, "%s", p->err[0] ? p->err : evl_strerror(p->rc));
+    pjob_free(p);
+}
+
+static char *dup_str(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = evl_malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+/* GET /projections/{name}/history/{table}/{key}[?column=NAME] */
+void evl__srv_proj_history(srv_req *q) {
+    if (!q->rsp.w->srv->eng) {
+        evl__srv_problem(&q->rsp, 503, "unavailable", NULL, "projections are not running");
+        return;
+    }
+    if (known(q)) return;
+    const char *column = NULL;
+    for (int i = 0; i < q->n_param; i++) {
+        if (!strcmp(q->param[i].key, "column")) column = q->param[i].val;
+        else {
+            evl__srv_problem(&q->rsp, 400, "bad-request", NULL, "unknown parameter %s (known: column)", q->param[i].key);
+            return;
+        }
+    }
+    if (column && !*column) {
+        evl__srv_problem(&q->rsp, 400, "bad-request", NULL, "column is empty");
+        return;
+    }
+    pjob *p = pjob_new(q, history_work, history_run);
+    if (!p) return;
+    if (!(p->table = dup_str(q->seg[3])) || !(p->key = dup_str(q->seg[4])) || (column && !(p->column = dup_str(column)))) {
+        pjob_free(p);
+        evl__srv_problem(&q->rsp, 503, "unavailable", NULL, "out of memory");
+        return;
+    }
+    evl__srv_pool_submit(q->rsp.w->srv->pool, &p->job);
 }
