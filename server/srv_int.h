@@ -119,6 +119,7 @@ struct evl_srv {
     evl_srv_config cfg;
     evl_log *log;
     evl_proj_engine *eng;
+    evl_proj_asof *asof;          /* point-in-time builds for `as_of` queries (NULL without eng) */
     srv_auth *auth;               /* NULL: every request has every role */
     char address[128];
     unsigned n_workers;
