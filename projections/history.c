@@ -12,10 +12,16 @@
  * column (old NULL), a delete each non-NULL column (new NULL), an update
  * each column whose value changed (an update that changes nothing records
  * nothing).  An update of the key itself is recorded as a delete of the old
- * key and an insert of the new one, so each key's list is complete.  `seq`
+ * key and an insert of the new one, so each key's list is complete; a row
+ * whose key is NULL has no history (nothing could look it up).  `seq`
  * numbers the row changes of one event, so entries group by
- * (position, seq); `id` keeps the order.  Everything depends only on the
- * events, so a rebuild writes the same rows with the same ids.
+ * (position, seq), and `col` is the column's number.  Everything depends
+ * only on the events, so a rebuild writes the same rows.
+ *
+ * The table is clustered on (table_name, pk, position, seq, col) (WITHOUT
+ * ROWID): a row's history is one range of one b-tree, read in order, and
+ * each change costs one b-tree insert instead of a row plus an index entry
+ * (bench/history: 30% smaller, and faster to write).
  *
  * The hook is installed only when the spec asks for history; then other
  * tables cost one call and a few string compares per changed row. */
@@ -200,8 +206,8 @@ int evl__proj_hist_setup(proj *p, char *err, size_t errlen) {
     proj_hist *h = evl_calloc(1, sizeof *h);
     if (!h) return EVL_ENOMEM;
     h->spec = sp;
-    if (sqlite3_prepare_v3(p->db, "INSERT INTO _evl_history (table_name, pk, position, seq, op, column_name, old, new)"
-                                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    if (sqlite3_prepare_v3(p->db, "INSERT INTO _evl_history (table_name, pk, position, seq, op, column_name, old, new, col)"
+                                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                            -1, SQLITE_PREPARE_PERSISTENT, &h->ins, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "history: %s", sqlite3_errmsg(p->db));
         evl_free(h);
@@ -216,10 +222,9 @@ int evl__proj_hist_setup(proj *p, char *err, size_t errlen) {
 int evl__proj_hist_create(sqlite3 *db, const evl_proj_spec *sp, char *err, size_t errlen) {
     if (sp->n_hist == 0) return SQLITE_OK;
     int rc = evl__proj_exec(db,
-                            "CREATE TABLE _evl_history (id INTEGER PRIMARY KEY, table_name TEXT NOT NULL, pk TEXT,"
-                            " position INTEGER NOT NULL, seq INTEGER NOT NULL, op TEXT NOT NULL, column_name TEXT,"
-                            " old, new);"
-                            "CREATE INDEX _evl_history_row ON _evl_history (table_name, pk, position);"
+                            "CREATE TABLE _evl_history (table_name TEXT NOT NULL, pk TEXT NOT NULL,"
+                            " position INTEGER NOT NULL, seq INTEGER NOT NULL, col INTEGER NOT NULL, op TEXT NOT NULL,"
+                            " column_name TEXT, old, new, PRIMARY KEY (table_name, pk, position, seq, col)) WITHOUT ROWID;"
                             "CREATE TABLE _evl_history_tables (table_name TEXT PRIMARY KEY, key_column TEXT NOT NULL);",
                             err, errlen);
     sqlite3_stmt *st = NULL;
@@ -279,6 +284,7 @@ int evl__proj_hist_flush(proj_hist *h, sqlite3 *db, char *err, size_t errlen) {
     }
     for (size_t i = 0; i < h->n; i++) {
         const hrec *r = &h->rec[i];
+        if (r->pk.type == SQLITE_NULL) continue; /* a NULL key names no row: nothing to look it up by */
         const spec_history *sh = &h->spec->hist[r->table];
         sqlite3_bind_text(h->ins, 1, sh->table, -1, SQLITE_STATIC);
         bind_hval(h, 2, &r->pk);
@@ -289,6 +295,7 @@ int evl__proj_hist_flush(proj_hist *h, sqlite3 *db, char *err, size_t errlen) {
         else sqlite3_bind_null(h->ins, 6);
         bind_hval(h, 7, &r->old);
         bind_hval(h, 8, &r->new);
+        sqlite3_bind_int(h->ins, 9, r->col);
         int rc = sqlite3_step(h->ins);
         sqlite3_reset(h->ins);
         if (rc != SQLITE_DONE) {

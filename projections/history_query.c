@@ -118,7 +118,7 @@ int evl_proj_history_file(evl_log *log, const char *db_path, const char *table, 
     st = NULL;
     if (sqlite3_prepare_v2(db, "SELECT position, seq, op, column_name, old, new FROM _evl_history"
                                " WHERE table_name = ?1 AND pk = ?2 AND (?3 IS NULL OR column_name = ?3)"
-                               " ORDER BY position, id", -1, &st, NULL) != SQLITE_OK) {
+                               " ORDER BY position, seq, col", -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s", sqlite3_errmsg(db));
         rc = EVL_ESQL;
         goto out;

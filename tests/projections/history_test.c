@@ -226,8 +226,8 @@ int main(void) {
     CHECK(at == p6);
     json_t *a, *b;
     evl_proj_query_opts qo = {.max_rows = 100000};
-    const char *q = "SELECT * FROM _evl_history WHERE position <= 6 ORDER BY id";
-    OK(evl_proj_query_file(out, "SELECT * FROM _evl_history ORDER BY id", NULL, &qo, &a, err, sizeof err));
+    const char *q = "SELECT * FROM _evl_history WHERE position <= 6 ORDER BY table_name, pk, position, seq, col";
+    OK(evl_proj_query_file(out, "SELECT * FROM _evl_history ORDER BY table_name, pk, position, seq, col", NULL, &qo, &a, err, sizeof err));
     OK(evl_proj_query_file(evl_proj_db_path(e, "things"), q, NULL, &qo, &b, err, sizeof err));
     CHECK(p6 == 6 && json_equal(json_object_get(a, "rows"), json_object_get(b, "rows")));
     CHECK(json_array_size(json_object_get(a, "rows")) > 10);
