@@ -133,20 +133,16 @@ int evl_proj_history_file(evl_log *log, const char *db_path, const char *table, 
         sqlite3_int64 pos = sqlite3_column_int64(st, 0), seq = sqlite3_column_int64(st, 1);
         if (pos != last_pos || seq != last_seq) {
             cur = json_pack("{s:I,s:s}", "position", (json_int_t)pos, "op", (const char *)sqlite3_column_text(st, 2));
-            changes = json_array();
-            if (!cur || !changes) {
-                json_decref(changes);
-                rc = EVL_ENOMEM;
-                goto out;
-            }
-            json_object_set_new(cur, "changes", changes); /* changes stays usable: cur holds it */
-            json_array_append_new(entries, cur);
-            if ((rc = add_event(log, (uint64_t)pos, cur))) {
-                cur = NULL;
+            int lost = !cur || json_array_append_new(entries, cur); /* takes cur, even when it fails */
+            cur = NULL;
+            if (lost) { rc = EVL_ENOMEM; goto out; }
+            /* entries holds the entry (and the entry its changes): both stay usable while they are filled */
+            json_t *e = json_array_get(entries, json_array_size(entries) - 1);
+            if ((rc = add_event(log, (uint64_t)pos, e))) {
                 snprintf(err, errlen, "reading the event at position %lld: %s", (long long)pos, evl_strerror(rc));
                 goto out;
             }
-            cur = NULL;
+            if (!(changes = json_array()) || json_object_set_new(e, "changes", changes)) { rc = EVL_ENOMEM; goto out; }
             last_pos = pos;
             last_seq = seq;
         }
