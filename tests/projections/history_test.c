@@ -2,7 +2,8 @@
  *
  * - Insert, update (changed columns only, old and new), an update that
  *   changes nothing, an upsert, REPLACE, a delete, a key change and a
- *   re-insert are recorded with the positions of their events, and the
+ *   re-insert are recorded with the positions of their events (a WITHOUT
+ *   ROWID table too), and the
  *   actor of each; ?column narrows; a table without history is refused.
  * - The parser refuses what it cannot key, with file:line.
  * - A rebuild writes the same history; a point-in-time build at P holds
@@ -21,9 +22,11 @@ static const char SPEC[] =
     "-- @projection things\n"
     "-- @history things\n"
     "-- @history tiers tier\n"
+    "-- @history kv\n"
     "CREATE TABLE things (id TEXT PRIMARY KEY, name TEXT, n INTEGER, w REAL);\n"
     "CREATE TABLE tiers (id INTEGER PRIMARY KEY AUTOINCREMENT, tier TEXT NOT NULL UNIQUE, model TEXT);\n"
     "CREATE TABLE plain (id INTEGER PRIMARY KEY, v TEXT);\n"
+    "CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER) WITHOUT ROWID;\n"
     "-- @on Made\n"
     "INSERT INTO things (id, name, n, w) VALUES (:id, :name, :n, :w);\n"
     "INSERT INTO plain (v) VALUES (:name);\n"
@@ -36,7 +39,9 @@ static const char SPEC[] =
     "-- @on Gone\n"
     "DELETE FROM things WHERE id = :id;\n"
     "-- @on Tiered\n"
-    "INSERT INTO tiers (tier, model) VALUES (:tier, :model) ON CONFLICT (tier) DO UPDATE SET model = excluded.model;\n";
+    "INSERT INTO tiers (tier, model) VALUES (:tier, :model) ON CONFLICT (tier) DO UPDATE SET model = excluded.model;\n"
+    "-- @on Kv\n"
+    "INSERT INTO kv (k, v) VALUES (:k, :v) ON CONFLICT (k) DO UPDATE SET v = excluded.v;\n";
 
 static uint64_t post(evl_log *log, const char *stream, const char *type, const char *data, const char *actor) {
     json_error_t je;
@@ -162,8 +167,10 @@ int main(void) {
     uint64_t p9 = post(log, "thing-a", "Made", "{\"id\":\"a\",\"name\":\"again\"}", "alice");
     uint64_t p10 = post(log, "tier-fast", "Tiered", "{\"tier\":\"fast\",\"model\":\"m1\"}", "ops");
     uint64_t p11 = post(log, "tier-fast", "Tiered", "{\"tier\":\"fast\",\"model\":\"m2\"}", "bob");
+    uint64_t p11b = post(log, "kv-x", "Kv", "{\"k\":\"x\",\"v\":1}", "kim");
+    uint64_t p11c = post(log, "kv-x", "Kv", "{\"k\":\"x\",\"v\":2}", "lee");
     CHECK(p3 == p2 + 1);
-    OK(evl_proj_wait(e, "things", p11, 10000));
+    OK(evl_proj_wait(e, "things", p11c, 10000));
 
     char want[2048];
     /* REPLACE deletes the old row then inserts the new one: both recorded */
@@ -196,6 +203,10 @@ int main(void) {
              "[%llu,\"update\",\"bob\",[[\"model\",\"m1\",\"m2\"]]]]",
              (unsigned long long)p10, (unsigned long long)p11);
     expect(hist(e, "tiers", "fast", NULL), want);
+    /* a WITHOUT ROWID table */
+    snprintf(want, sizeof want, "[[%llu,\"insert\",\"kim\",[[\"k\",null,\"x\"],[\"v\",null,1]]],"
+             "[%llu,\"update\",\"lee\",[[\"v\",1,2]]]]", (unsigned long long)p11b, (unsigned long long)p11c);
+    expect(hist(e, "kv", "x", NULL), want);
     expect(hist(e, "things", "nobody", NULL), "[]");
     /* refused: a table without history, a column the table lacks */
     json_t *res = NULL;
