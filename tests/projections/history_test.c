@@ -2,14 +2,15 @@
  *
  * - Insert, update (changed columns only, old and new), an update that
  *   changes nothing, an upsert, REPLACE, a delete, a key change and a
- *   re-insert are recorded with the positions of their events (a WITHOUT
- *   ROWID table too), and the
- *   actor of each; ?column narrows; a table without history is refused.
+ *   re-insert are recorded with the positions of their events and the
+ *   actor of each (a WITHOUT ROWID table too); ?column narrows; a table
+ *   without history is refused.
  * - The parser refuses what it cannot key, with file:line.
- * - A rebuild writes the same history; a point-in-time build at P holds
- *   exactly the live history up to P.
- * - The built-in tasks projection under a generated workload: the history
- *   after a rebuild equals the one the live projector wrote. */
+ * - A rebuild writes the same history, and goes on recording after the
+ *   swap; a point-in-time build at P holds exactly the live history up to P.
+ * - The built-in tasks, jobs and saas projections under a generated
+ *   workload: the history after a rebuild equals the one the live projector
+ *   wrote, and after more events equals a fresh build at the new head. */
 #include <sys/stat.h>
 
 #include "bench/workloads/gen.h"
