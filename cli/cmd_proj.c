@@ -190,7 +190,7 @@ static int file_status(cli *c, session *s, json_t *list) {
                                       "events_applied", json_integer_value(json_array_get(row, 3)),
                                       "spec_hash", json_array_get(row, 2), "tables", json_object());
                 if (evl_proj_query_file(path, "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' "
-                                              "AND name <> '_evl_checkpoint' ORDER BY name", NULL, NULL, &tabs, err, sizeof err) == EVL_OK) {
+                                              "AND name NOT LIKE '\\_evl\\_%' ESCAPE '\\' ORDER BY name", NULL, NULL, &tabs, err, sizeof err) == EVL_OK) {
                     size_t k;
                     json_t *t;
                     json_array_foreach(json_object_get(tabs, "rows"), k, t) {
