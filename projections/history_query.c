@@ -92,11 +92,11 @@ int evl_proj_history_file(evl_log *log, const char *db_path, const char *table, 
     int rc;
     *out = NULL;
     err[0] = 0;
-    int orc = sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    int orc = evl__proj_sqlite_open(db_path, SQLITE_OPEN_READONLY, &db);
     if (orc == SQLITE_CANTOPEN) { /* a rebuild's swap between resolving the symlink and opening: once more */
         sqlite3_close(db);
         db = NULL;
-        orc = sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+        orc = evl__proj_sqlite_open(db_path, SQLITE_OPEN_READONLY, &db);
     }
     if (orc != SQLITE_OK) {
         snprintf(err, errlen, "cannot open %s: %s", db_path, db ? sqlite3_errmsg(db) : "out of memory");
