@@ -1,6 +1,7 @@
 /** @file bench.h
  * @brief Small helpers shared by the benchmarks in bench/: a monotonic clock,
- * latency arrays with percentiles, and a tiny aligned-table printer.
+ * latency arrays with percentiles, a tiny aligned-table printer, and the
+ * built-in specs as the engine benchmarks run them.
  *
  * Header-only (static functions) so that each benchmark is one .c file.
  */
@@ -9,6 +10,7 @@
 
 #include <errno.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -16,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "evlog/proj.h"
 
 /* -------------------------------------------------------- scratch dirs */
 
@@ -260,6 +264,52 @@ static inline void bench_table_free(bench_table *t)
     free(t->tails);
     free(t->cells);
     memset(t, 0, sizeof *t);
+}
+
+/* ------------------------------------------------- built-in specs */
+
+/* Built-in spec NAME ("jobs") as the engine benchmarks run it: without its
+ * `-- @history` lines.  bench/project and bench/rebuild compare the engine
+ * with the limit (the same statements straight into SQLite), which keeps
+ * no history; what history costs is bench/history's measurement.  The
+ * copies are made once and live as long as the process (static storage,
+ * like the built-ins themselves). */
+static inline const evl_proj_builtin *bench_builtin(const char *name)
+{
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static evl_proj_builtin copy[64];
+    static size_t n_copy;
+    const evl_proj_builtin *found = NULL;
+    char file[128];
+    snprintf(file, sizeof file, "%s.sql", name);
+    pthread_mutex_lock(&mu);
+    for (size_t i = 0; i < n_copy && !found; i++)
+        if (strcmp(copy[i].file, file) == 0)
+            found = &copy[i];
+    size_t nb;
+    const evl_proj_builtin *b = evl_proj_builtins(&nb);
+    for (size_t i = 0; i < nb && !found && n_copy < 64; i++) {
+        if (strcmp(b[i].file, file) != 0)
+            continue;
+        char *text = malloc(b[i].len + 1);
+        if (!text)
+            break;
+        size_t n = 0;
+        for (const char *s = b[i].text, *end = s + b[i].len; s < end;) {
+            const char *eol = memchr(s, '\n', (size_t)(end - s));
+            eol = eol ? eol + 1 : end;
+            if (!(eol - s >= 12 && memcmp(s, "-- @history ", 12) == 0)) {
+                memcpy(text + n, s, (size_t)(eol - s));
+                n += (size_t)(eol - s);
+            }
+            s = eol;
+        }
+        text[n] = 0;
+        copy[n_copy] = (evl_proj_builtin){.file = b[i].file, .text = text, .len = n};
+        found = &copy[n_copy++];
+    }
+    pthread_mutex_unlock(&mu);
+    return found;
 }
 
 #endif

@@ -108,16 +108,10 @@ static void drop_rundir(void)
     g_rundir[0] = 0;
 }
 
+/* Without their `-- @history` lines: see bench_builtin(). */
 static const evl_proj_builtin *builtin(const char *name)
 {
-    size_t n;
-    const evl_proj_builtin *b = evl_proj_builtins(&n);
-    char file[128];
-    snprintf(file, sizeof file, "%s.sql", name);
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(b[i].file, file) == 0)
-            return &b[i];
-    return NULL;
+    return bench_builtin(name);
 }
 
 /** Write built-in spec @p name into @p dir, so that an engine opened with

@@ -255,16 +255,10 @@ static void on_report(void *arg, const char *line)
     pthread_mutex_unlock(&g_rep_mu);
 }
 
+/* Without their `-- @history` lines: see bench_builtin(). */
 static const evl_proj_builtin *builtin(const char *name)
 {
-    size_t n;
-    const evl_proj_builtin *b = evl_proj_builtins(&n);
-    char file[128];
-    snprintf(file, sizeof file, "%s.sql", name);
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(b[i].file, file) == 0)
-            return &b[i];
-    return NULL;
+    return bench_builtin(name);
 }
 
 /* The set's built-in specs written into a directory of their own, so that

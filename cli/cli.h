@@ -117,5 +117,6 @@ int cmd_rebuild(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_backup(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_query(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_projections(cli *c, const cli_command *cmd, int argc, char **argv);
+int cmd_history(cli *c, const cli_command *cmd, int argc, char **argv);
 
 #endif

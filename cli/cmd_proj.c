@@ -190,7 +190,7 @@ static int file_status(cli *c, session *s, json_t *list) {
                                       "events_applied", json_integer_value(json_array_get(row, 3)),
                                       "spec_hash", json_array_get(row, 2), "tables", json_object());
                 if (evl_proj_query_file(path, "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' "
-                                              "AND name <> '_evl_checkpoint' ORDER BY name", NULL, NULL, &tabs, err, sizeof err) == EVL_OK) {
+                                              "AND name NOT LIKE '\\_evl\\_%' ESCAPE '\\' ORDER BY name", NULL, NULL, &tabs, err, sizeof err) == EVL_OK) {
                     size_t k;
                     json_t *t;
                     json_array_foreach(json_object_get(tabs, "rows"), k, t) {
@@ -485,4 +485,64 @@ int cmd_rebuild(cli *c, const cli_command *cmd, int argc, char **argv)
     evl_proj_close(eng);
     evl_log_close(log);
     return out;
+}
+
+/* ================================================================ history */
+
+static void print_history(const json_t *res) {
+    size_t i, k;
+    const json_t *e, *ch;
+    json_array_foreach(json_object_get(res, "entries"), i, e) {
+        const json_t *actor = json_object_get(e, "actor");
+        printf("%" JSON_INTEGER_FORMAT " %s %s %s %s\n", json_integer_value(json_object_get(e, "position")),
+               json_string_value(json_object_get(e, "time")), json_string_value(json_object_get(e, "type")),
+               json_is_string(actor) ? json_string_value(actor) : "-", json_string_value(json_object_get(e, "op")));
+        json_array_foreach(json_object_get(e, "changes"), k, ch) {
+            char *o = json_dumps(json_object_get(ch, "old"), JSON_ENCODE_ANY | JSON_COMPACT);
+            char *n = json_dumps(json_object_get(ch, "new"), JSON_ENCODE_ANY | JSON_COMPACT);
+            printf("    %s: %s -> %s\n", json_string_value(json_object_get(ch, "column")), o ? o : "?", n ? n : "?");
+            free(o);
+            free(n);
+        }
+    }
+}
+
+int cmd_history(cli *c, const cli_command *cmd, int argc, char **argv) {
+    static const cli_flag flags[] = {{"--column", 1, 1}, {"--json", 0, 2}, {0}};
+    const char *pos[3] = {0}, *column = NULL;
+    int as_json = 0, n = 0;
+    cli_args a;
+    cli_args_init(&a, c, cmd, argc, argv);
+    for (;;) {
+        const char *v = NULL;
+        int r = cli_arg_next(&a, flags, &v);
+        if (r == CLI_ARG_END) break;
+        if (r == 1) column = v;
+        else if (r == 2) as_json = 1;
+        else if (r == CLI_ARG_POS && n < 3) pos[n++] = v;
+        else if (r == CLI_ARG_POS) return cli_usage(cmd, "unexpected argument '%s'", v);
+        else return cli_arg_finish(&a, r);
+    }
+    if (n < 3) return cli_usage(cmd, "needs PROJECTION TABLE KEY");
+    session s;
+    int rc = session_open(c, &s, pos[0]);
+    if (rc != CLI_OK) return rc;
+    char *path = db_path(c, &s, pos[0]), err[512];
+    json_t *res = NULL;
+    if (s.eng && !evl_proj_db_path(s.eng, pos[0])) {
+        rc = cli_fail("no projection named %s", pos[0]);
+    } else if (!path || access(path, F_OK) != 0) {
+        rc = cli_fail("no projection named %s in %s", pos[0], c->data_dir);
+    } else if (evl_proj_history_file(s.log, path, pos[1], pos[2], column, &res, err, sizeof err)) {
+        rc = cli_fail("history of %s %s %s: %s", pos[0], pos[1], pos[2], err);
+    } else if (as_json) {
+        rc = cli_print_json(stdout, res, JSON_COMPACT);
+    } else {
+        print_history(res);
+        rc = cli_flush(stdout);
+    }
+    json_decref(res);
+    free(path);
+    session_close(&s);
+    return rc;
 }

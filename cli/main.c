@@ -62,6 +62,13 @@ static const cli_command commands[] = {
      "  --json              print {\"columns\":[...],\"rows\":[[...]],\"position\":P}\n"
      "Without a running evlogd the projections are first brought up to date.",
      cmd_query},
+    {"history", "PROJECTION TABLE KEY [--column NAME] [--json]",
+     "Show every change to one row of a table kept with `-- @history TABLE`: per\n"
+     "change a line POSITION TIME TYPE ACTOR OP (from the event that made it),\n"
+     "then one line per column changed, COLUMN: OLD -> NEW (values as JSON).\n"
+     "  --column NAME  only the changes of that column\n"
+     "  --json         print the answer of GET /projections/P/history/TABLE/KEY",
+     cmd_history},
     {"replay", "--projection NAME --until POS|TIME --out FILE.db",
      "Build projection NAME as it stood at position POS (or at an ISO-8601 time,\n"
      "found through the time index) into FILE.db, a standalone SQLite file that\n"

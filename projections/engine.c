@@ -54,6 +54,7 @@ static int apply_event(proj *p, const evl_event *ev, int *matched, char *err, si
     }
     if (pl->data.n > 64) dwant = 0;
     if (pl->meta.n > 64) mwant = 0;
+    if (p->hist && nh) evl__proj_hist_begin(p->hist, ev->position);
     for (uint32_t x = 0; x < nh; x++) {
         uint32_t h = hl[x];
         const spec_handler *hd = &sp->handlers[h];
@@ -75,9 +76,11 @@ static int apply_event(proj *p, const evl_event *ev, int *matched, char *err, si
             if (rc != SQLITE_OK) {
                 snprintf(err, errlen, "%s:%d: %s", sp->file, hd->stmts[s].line, sqlite3_errmsg(p->db));
                 sqlite3_reset(st);
+                if (p->hist) evl__proj_hist_clear(p->hist);
                 return rc;
             }
             sqlite3_reset(st);
+            if (p->hist && (rc = evl__proj_hist_flush(p->hist, p->db, err, errlen)) != SQLITE_OK) return rc;
         }
     }
     return SQLITE_OK;
@@ -330,6 +333,7 @@ static int create_schema(proj *p, char *err, size_t errlen) {
              " updated_at TEXT, fault_position INTEGER, fault_type TEXT, error TEXT, spec_file TEXT, spec TEXT);");
     int ok = evl__proj_exec(p->db, p->spec->ddl, err, errlen) == SQLITE_OK &&
              evl__proj_exec(p->db, sql, err, errlen) == SQLITE_OK &&
+             evl__proj_hist_create(p->db, p->spec, err, errlen) == SQLITE_OK &&
              sqlite3_prepare_v2(p->db, "INSERT INTO _evl_checkpoint (id, projection, position, spec_hash, events_applied,"
                                        " spec_file, spec) VALUES (1, ?1, 0, ?2, 0, ?3, ?4)", -1, &st, NULL) == SQLITE_OK;
     if (ok) {
@@ -384,6 +388,7 @@ int evl__proj_setup(proj *p, int how, char *err, size_t errlen) {
             }
     }
     if ((rc = evl__proj_plan_build(&p->plan, sp))) return rc;
+    if ((rc = evl__proj_hist_setup(p, err, errlen))) return rc;
     if (sqlite3_prepare_v3(p->db, "BEGIN IMMEDIATE", -1, SQLITE_PREPARE_PERSISTENT, &p->st_begin, NULL) != SQLITE_OK ||
         sqlite3_prepare_v3(p->db, "COMMIT", -1, SQLITE_PREPARE_PERSISTENT, &p->st_commit, NULL) != SQLITE_OK ||
         sqlite3_prepare_v3(p->db, "ROLLBACK", -1, SQLITE_PREPARE_PERSISTENT, &p->st_rollback, NULL) != SQLITE_OK) {
@@ -408,6 +413,7 @@ void evl__proj_teardown(proj *p) {
         evl_free(p->stmts);
         p->stmts = NULL;
     }
+    evl__proj_hist_teardown(p);
     sqlite3_finalize(p->cp_update);
     p->cp_update = NULL;
     sqlite3_finalize(p->st_begin);

@@ -37,6 +37,18 @@ typedef struct spec_handler {
     size_t n_stmts;
 } spec_handler;
 
+/* A `-- @history TABLE` line, checked against the DDL: the table's columns
+ * in declaration order (what the pre-update hook numbers) and its key. */
+typedef struct spec_history {
+    char *table;
+    int line;
+    char **cols;
+    size_t n_cols;
+    int pk;              /* index of the key column: the single PRIMARY KEY, or the
+                            UNIQUE column the line names (`-- @history TABLE COLUMN`) */
+    char *key;           /* the column the line names, or NULL */
+} spec_history;
+
 struct evl_proj_spec {
     char *name;
     char *file;
@@ -48,6 +60,8 @@ struct evl_proj_spec {
     size_t n_handlers;
     char **tables;       /* tables the DDL creates (for row counts) */
     size_t n_tables;
+    spec_history *hist;  /* the @history tables, in file order */
+    size_t n_hist;
 };
 
 /* sqlite.c */
@@ -112,6 +126,7 @@ typedef struct plan {
 } plan;
 
 typedef struct rebuild rebuild;
+typedef struct proj_hist proj_hist;
 
 typedef struct proj {
     evl_proj_engine *eng;
@@ -147,6 +162,7 @@ typedef struct proj {
     double seen_matched, seen_span; /* moving sums: events matched / positions covered */
     uint64_t *progress;         /* a shadow's: where to store the position reached inside a batch */
     plan plan;                  /* lookup tables built from the spec */
+    proj_hist *hist;            /* the @history recorder, NULL when the spec asks for none */
 } proj;
 
 struct evl_proj_engine {
@@ -284,6 +300,14 @@ const char *evl__proj_rebuild_hash(const proj *p);
 void evl__proj_rebuild_progress(const proj *p, evl_proj_status *s);
 
 void evl__proj_remove_generation(proj *p, const char *target);
+
+/* history.c: the @history recorder (the pre-update hook and its buffer). */
+int evl__proj_hist_create(sqlite3 *db, const evl_proj_spec *sp, char *err, size_t errlen); /* in the schema's txn */
+int evl__proj_hist_setup(proj *p, char *err, size_t errlen);   /* after the statements are prepared */
+void evl__proj_hist_teardown(proj *p);
+void evl__proj_hist_begin(proj_hist *h, uint64_t position);    /* before an event's statements */
+void evl__proj_hist_clear(proj_hist *h);                       /* a statement failed: drop its changes */
+int evl__proj_hist_flush(proj_hist *h, sqlite3 *db, char *err, size_t errlen); /* after each statement */
 
 /* status.c */
 proj *evl__proj_find(evl_proj_engine *e, const char *name);

@@ -8,6 +8,7 @@
  * every message names the file and the line. */
 #include <ctype.h>
 #include <stdarg.h>
+#include <strings.h>
 
 #include "projections/proj_int.h"
 
@@ -159,6 +160,131 @@ static int add_type(spec_handler *h, const char *t, size_t n) {
 
 typedef struct body { const char *a, *b; } body;
 
+static int add_history(parser *p, int line, const char *a, const char *b) {
+    evl_proj_spec *sp = p->spec;
+    if (!sp->name) return fail(p, line, "@history before the @projection line");
+    const char *k = a, *ke = NULL;
+    while (k < b && *k != ' ' && *k != '\t') k++;
+    if (k < b) { /* TABLE KEY_COLUMN */
+        const char *t_end = k;
+        while (k < b && (*k == ' ' || *k == '\t')) k++;
+        ke = b;
+        b = t_end;
+        if (memchr(k, ' ', (size_t)(ke - k)) || memchr(k, '\t', (size_t)(ke - k)))
+            return fail(p, line, "@history wants TABLE or TABLE KEY_COLUMN");
+    }
+    if (a == b) return fail(p, line, "@history needs a table name");
+    for (size_t i = 0; i < sp->n_hist; i++)
+        if ((size_t)(b - a) == strlen(sp->hist[i].table) && !memcmp(a, sp->hist[i].table, (size_t)(b - a)))
+            return fail(p, line, "a second @history line for table %s (first on line %d)", sp->hist[i].table,
+                        sp->hist[i].line);
+    spec_history *g = evl_realloc(sp->hist, (sp->n_hist + 1) * sizeof *g);
+    if (!g) return EVL_ENOMEM;
+    sp->hist = g;
+    memset(&g[sp->n_hist], 0, sizeof *g);
+    g[sp->n_hist].line = line;
+    if (!(g[sp->n_hist].table = dup_range(a, b))) return EVL_ENOMEM;
+    sp->n_hist++;
+    if (ke && !(g[sp->n_hist - 1].key = dup_range(k, ke))) return EVL_ENOMEM;
+    return EVL_OK;
+}
+
+/* `-- @history TABLE COLUMN`: COLUMN must identify a row, alone: the
+ * single PRIMARY KEY column, or alone in a UNIQUE index (a UNIQUE
+ * constraint makes one); NULLs are not keys, which the lookup by text
+ * never matches anyway. */
+static int key_column(parser *p, sqlite3 *db, spec_history *h) {
+    size_t c = 0;
+    while (c < h->n_cols && strcmp(h->cols[c], h->key)) c++;
+    if (c == h->n_cols) return fail(p, h->line, "@history %s %s: the table has no column %s", h->table, h->key, h->key);
+    sqlite3_stmt *st;
+    int ok = 0;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_index_list(?1) AS l WHERE l.\"unique\" AND"
+                               " (SELECT count(*) FROM pragma_index_info(l.name)) = 1 AND"
+                               " (SELECT name FROM pragma_index_info(l.name)) = ?2"
+                               " UNION ALL SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2 AND pk = 1 AND"
+                               " (SELECT count(*) FROM pragma_table_info(?1) WHERE pk > 0) = 1", -1, &st, NULL) != SQLITE_OK)
+        return fail(p, h->line, "checking @history: %s", sqlite3_errmsg(db));
+    sqlite3_bind_text(st, 1, h->table, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, h->key, -1, SQLITE_STATIC);
+    ok = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    if (!ok)
+        return fail(p, h->line, "@history %s %s: %s is neither the PRIMARY KEY nor UNIQUE alone, so it does not "
+                    "identify a row", h->table, h->key, h->key);
+    h->pk = (int)c;
+    return EVL_OK;
+}
+
+/* Each @history table must be a real table of the DDL keyed by one
+ * column: its history is looked up by that key, and the pre-update hook
+ * numbers columns as the table declares them (generated columns would
+ * shift that numbering, virtual tables never reach the hook). */
+static int check_history(parser *p, sqlite3 *db) {
+    evl_proj_spec *sp = p->spec;
+    int rc = EVL_OK;
+    sqlite3_stmt *m = NULL, *ti = NULL, *tx = NULL;
+    if (sp->n_hist == 0) return EVL_OK;
+    sqlite3_set_authorizer(db, NULL, NULL); /* pragma_table_info: our own reading, not the spec's SQL */
+    if (sqlite3_prepare_v2(db, "SELECT type, sql FROM sqlite_master WHERE name = ?1", -1, &m, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "SELECT name, pk FROM pragma_table_info(?1) ORDER BY cid", -1, &ti, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM pragma_table_xinfo(?1)", -1, &tx, NULL) != SQLITE_OK) {
+        rc = fail(p, sp->hist[0].line, "checking @history: %s", sqlite3_errmsg(db));
+        goto out;
+    }
+    for (size_t i = 0; i < sp->n_hist && rc == EVL_OK; i++) {
+        spec_history *h = &sp->hist[i];
+        if (!strncmp(h->table, "_evl_", 5) || !strncmp(h->table, "sqlite_", 7)) {
+            rc = fail(p, h->line, "@history %s: evlog's and SQLite's own tables have no history", h->table);
+            break;
+        }
+        sqlite3_bind_text(m, 1, h->table, -1, SQLITE_STATIC);
+        int found = sqlite3_step(m) == SQLITE_ROW;
+        const char *type = found ? (const char *)sqlite3_column_text(m, 0) : NULL;
+        const char *sql = found ? (const char *)sqlite3_column_text(m, 1) : NULL;
+        if (!found || !type || strcmp(type, "table"))
+            rc = fail(p, h->line, "@history %s: the DDL creates no table of that name", h->table);
+        else if (sql && !strncasecmp(sql, "CREATE VIRTUAL", 14))
+            rc = fail(p, h->line, "@history %s: a virtual table has no row history", h->table);
+        sqlite3_reset(m);
+        if (rc) break;
+        int pks = 0;
+        sqlite3_bind_text(ti, 1, h->table, -1, SQLITE_STATIC);
+        while (rc == EVL_OK && sqlite3_step(ti) == SQLITE_ROW) {
+            char **g = evl_realloc(h->cols, (h->n_cols + 1) * sizeof *g);
+            const char *name = (const char *)sqlite3_column_text(ti, 0);
+            if (!g) { rc = EVL_ENOMEM; break; }
+            h->cols = g;
+            if (!(h->cols[h->n_cols] = dup_range(name, name + strlen(name)))) { rc = EVL_ENOMEM; break; }
+            if (sqlite3_column_int(ti, 1) > 0) {
+                pks++;
+                h->pk = (int)h->n_cols;
+            }
+            h->n_cols++;
+        }
+        sqlite3_reset(ti);
+        sqlite3_bind_text(tx, 1, h->table, -1, SQLITE_STATIC);
+        int all = sqlite3_step(tx) == SQLITE_ROW ? sqlite3_column_int(tx, 0) : -1;
+        sqlite3_reset(tx);
+        if (rc) break;
+        if (all != (int)h->n_cols)
+            rc = fail(p, h->line, "@history %s: tables with generated columns are not supported", h->table);
+        else if (h->key)
+            rc = key_column(p, db, h);
+        else if (pks == 0)
+            rc = fail(p, h->line, "@history %s: the table has no PRIMARY KEY; a row's history is found by its key"
+                      " (or name a UNIQUE column: -- @history %s COLUMN)", h->table, h->table);
+        else if (pks > 1)
+            rc = fail(p, h->line, "@history %s: a composite PRIMARY KEY cannot key the history; name a UNIQUE "
+                      "column (-- @history %s COLUMN)", h->table, h->table);
+    }
+out:
+    sqlite3_finalize(m);
+    sqlite3_finalize(ti);
+    sqlite3_finalize(tx);
+    return rc;
+}
+
 static int parse(parser *p, sqlite3 *db) {
     evl_proj_spec *sp = p->spec;
     const char *ddl_a = NULL, *ddl_b = NULL, *body_a = NULL;
@@ -218,8 +344,10 @@ static int parse(parser *p, sqlite3 *db) {
             rc = add_type(&sp->handlers[sp->n_handlers - 1], arg, (size_t)(arge - arg));
             body_a = eol;
             bodies[n_bodies - 1].a = eol;
+        } else if (wl == 7 && !memcmp(w, "history", 7)) {
+            rc = add_history(p, line + 1, arg, arge);
         } else {
-            rc = fail(p, line + 1, "unknown directive @%.*s (known: @projection, @on)", (int)wl, w);
+            rc = fail(p, line + 1, "unknown directive @%.*s (known: @projection, @on, @history)", (int)wl, w);
         }
         s = eol + 1;
     }
@@ -237,6 +365,7 @@ static int parse(parser *p, sqlite3 *db) {
             rc = fail(p, sp->handlers[i].line, "handler has no SQL statement");
     }
     evl_free(bodies);
+    if (rc == EVL_OK) rc = check_history(p, db);
     return rc;
 }
 
@@ -306,6 +435,13 @@ void evl_proj_spec_free(evl_proj_spec *sp) {
         }
         evl_free(h->stmts);
     }
+    for (size_t i = 0; i < sp->n_hist; i++) {
+        for (size_t c = 0; c < sp->hist[i].n_cols; c++) evl_free(sp->hist[i].cols[c]);
+        evl_free(sp->hist[i].cols);
+        evl_free(sp->hist[i].table);
+        evl_free(sp->hist[i].key);
+    }
+    evl_free(sp->hist);
     for (size_t i = 0; i < sp->n_tables; i++) evl_free(sp->tables[i]);
     evl_free(sp->tables);
     evl_free(sp->handlers);

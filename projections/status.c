@@ -210,3 +210,16 @@ int evl_proj_query(evl_proj_engine *e, const char *name, const char *sql, const 
     reader_leave(p, g);
     return rc;
 }
+int evl_proj_history(evl_proj_engine *e, const char *name, const char *table, const char *key, const char *column,
+                     json_t **out, char *err, size_t errlen) {
+    proj *p = find(e, name);
+    *out = NULL;
+    if (!p) {
+        snprintf(err, errlen, "no projection named %s", name);
+        return EVL_ENOTFOUND;
+    }
+    unsigned g = reader_enter(p);
+    int rc = evl_proj_history_file(e->log, p->path, table, key, column, out, err, errlen);
+    reader_leave(p, g);
+    return rc;
+}

@@ -330,6 +330,7 @@ void evl__proj_rebuild_finish(proj *p) {
     SWAP(sqlite3_stmt *, p->st_commit, s->st_commit);
     SWAP(sqlite3_stmt *, p->st_rollback, s->st_rollback);
     SWAP(plan, p->plan, s->plan);
+    SWAP(proj_hist *, p->hist, s->hist); /* the recorder is its connection's pre-update hook */
     SWAP(double, p->seen_matched, s->seen_matched);
     SWAP(double, p->seen_span, s->seen_span);
     p->checkpoint = s->checkpoint;

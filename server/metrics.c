@@ -203,6 +203,17 @@ static void metrics_work(srv_job *j) {
     scalar(b, "evlog_sse_queued_bytes", "gauge", "Bytes queued to subscribers (sampled each second).",
            SUM(sse_queued));
     if (srv->eng) evl__srv_with_status(srv, 1000, proj_metrics, b);
+    if (srv->asof) {
+        evl_proj_asof_stats as;
+        evl_proj_asof_stats_get(srv->asof, &as);
+        scalar(b, "evlog_asof_cache_hits_total", "counter", "as_of queries answered from a kept build.", as.hits);
+        scalar(b, "evlog_asof_cache_misses_total", "counter", "as_of queries that needed a new build.", as.misses);
+        scalar(b, "evlog_asof_builds_total", "counter", "Point-in-time builds made for as_of queries.", as.builds);
+        scalar(b, "evlog_asof_cache_evictions_total", "counter", "Kept builds deleted to stay within bounds.",
+               as.evictions);
+        scalar(b, "evlog_asof_cache_entries", "gauge", "Point-in-time builds kept.", as.entries);
+        scalar(b, "evlog_asof_cache_bytes", "gauge", "Bytes of the builds kept.", as.bytes);
+    }
     scalar(b, "evlog_uptime_seconds", "gauge", "Seconds since the server started.",
            (uint64_t)((evl__srv_mono_ns() - srv->started_ns) / 1000000000));
 }

@@ -43,6 +43,8 @@ static const key keys[] = {
     {"query-max-timeout-ms", K_U32, O(srv.query_max_timeout_ms), "MS longest min_position wait (60000)"},
     {"demo", K_BOOL, O(demo), "append generated events of the seed services (a demo workload)"},
     {"demo-rate", K_U32, O(demo_rate), "N events per second of --demo (20)"},
+    {"asof-cache-entries", K_U32, O(srv.asof_cache_entries), "N point-in-time builds kept for as_of queries (4)"},
+    {"asof-cache-size", K_SIZE, O(srv.asof_cache_bytes), "BYTES their total size at most (1G)"},
 };
 
 void evl__srv_opts_init(evlogd_opts *o) {

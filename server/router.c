@@ -35,6 +35,7 @@ static const route routes[] = {
     {{"projections", "*", "rebuild"}, 3, NULL, evl__srv_proj_rebuild, ROLE_NONE, ROLE_ADMIN, 0},
     {{"projections", "*", "query"}, 3, evl__srv_proj_query, evl__srv_proj_query, ROLE_READER,
      ROLE_READER, 0},
+    {{"projections", "*", "history", "*", "*"}, 5, evl__srv_proj_history, NULL, ROLE_READER, ROLE_NONE, 0},
 };
 
 static const route *match(const srv_req *q) {

@@ -1,5 +1,5 @@
 /* Projections: GET /projections[/{name}], POST /projections/{name}/rebuild,
- * GET|POST /projections/{name}/query.
+ * GET|POST /projections/{name}/query, GET /projections/{name}/history/{table}/{key}.
  *
  * Status counts rows and a query runs SQLite, both possibly for a while, and
  * `min_position` waits for a projector: all of it runs on the pool, never
@@ -23,8 +23,13 @@ typedef struct pjob {
     int one;                   /* status of `name` only */
     char *sql;
     json_t *params;
+    char *table, *key, *column; /* history */
     uint64_t min_position;
     int has_min;
+    int has_asof;              /* as_of: a position, or a time (asof_time) to resolve */
+    uint64_t asof_pos;
+    int64_t asof_time;
+    int asof_is_time, asof_cached;
     int64_t deadline;          /* monotonic ns, for the wait */
     evl_proj_query_opts opts;
     int rc;
@@ -34,6 +39,9 @@ typedef struct pjob {
 
 static void pjob_free(pjob *p) {
     evl_free(p->sql);
+    evl_free(p->table);
+    evl_free(p->key);
+    evl_free(p->column);
     json_decref(p->params);
     json_decref(p->result);
     evl_free(p);
@@ -211,9 +219,30 @@ void evl__srv_proj_rebuild(srv_req *q) {
 
 /* -------------------------------------------------------------- query */
 
+/* as_of: the projection as it stood at a position, or at the last event
+ * committed at or before a time (the time index, as `evlog replay --until
+ * TIME`), from the cache of point-in-time builds. */
+static void asof_work(pjob *p, evl_srv *srv) {
+    if (p->asof_is_time) {
+        uint64_t first_after;
+        if ((p->rc = evl_log_position_at(srv->log, p->asof_time + 1, &first_after))) return;
+        p->asof_pos = first_after - 1;
+    }
+    p->rc = evl_proj_asof_query(srv->asof, p->name, p->asof_pos, p->sql, p->params, &p->opts, &p->result,
+                                &p->asof_cached, p->err, sizeof p->err);
+    if (p->rc == EVL_OK) {
+        json_t *pos = json_object_get(p->result, "position");
+        json_object_set_new(p->result, "as_of", json_pack("{s:O,s:b}", "position", pos, "cached", p->asof_cached));
+    }
+}
+
 static void query_work(srv_job *j) {
     pjob *p = (pjob *)j;
     evl_srv *srv = j->w->srv;
+    if (p->has_asof) {
+        asof_work(p, srv);
+        return;
+    }
     if (p->has_min) {
         for (;;) {
             int64_t left = (p->deadline - evl__srv_mono_ns()) / 1000000;
@@ -336,8 +365,19 @@ void evl__srv_proj_query(srv_req *q) {
     json_t *sql = json_object_get(in, "sql"), *params = json_object_get(in, "params");
     uint64_t min = 0, timeout = cfg->query_timeout_ms, rows = 0;
     int has_min, has_t, has_rows;
+    json_t *asof = json_object_get(in, "as_of");
+    int64_t asof_time = 0;
+    int asof_bad = asof && !json_is_null(asof) &&
+                   !(json_is_integer(asof) && json_integer_value(asof) >= 0) &&
+                   !(json_is_string(asof) &&
+                     evl_time_parse(json_string_value(asof), json_string_length(asof), &asof_time) == EVL_OK);
+    int has_asof = asof && !json_is_null(asof) && !asof_bad;
     if (!json_is_string(sql) || !json_string_length(sql)) {
         bad(q, "sql is missing: one read-only SQL statement");
+    } else if (asof_bad) {
+        bad(q, "as_of must be a position (an integer >= 0) or an ISO-8601 UTC time");
+    } else if (has_asof && json_object_get(in, "min_position") && !json_is_null(json_object_get(in, "min_position"))) {
+        bad(q, "as_of and min_position do not combine: as_of reads the log, not the live table");
     } else if (params && !json_is_null(params) && !json_is_object(params) && !json_is_array(params)) {
         bad(q, "params must be an object (named) or an array (positional)");
     } else if (!uint_member(q, in, "min_position", UINT64_MAX >> 1, &min, &has_min) &&
@@ -352,6 +392,10 @@ void evl__srv_proj_query(srv_req *q) {
             p->min_position = min;
             p->deadline = q->rsp.t0 + (int64_t)timeout * 1000000;
             p->opts.max_rows = has_rows ? (size_t)rows : 0;
+            p->has_asof = has_asof;
+            p->asof_is_time = has_asof && json_is_string(asof);
+            p->asof_time = asof_time;
+            p->asof_pos = has_asof && json_is_integer(asof) ? (uint64_t)json_integer_value(asof) : 0;
             evl__srv_pool_submit(q->rsp.w->srv->pool, &p->job);
         } else if (p) {
             pjob_free(p);
@@ -359,4 +403,66 @@ void evl__srv_proj_query(srv_req *q) {
         }
     }
     json_decref(in);
+}
+
+/* ------------------------------------------------------------ history */
+
+static void history_work(srv_job *j) {
+    pjob *p = (pjob *)j;
+    p->rc = evl_proj_history(j->w->srv->eng, p->name, p->table, p->key, p->column, &p->result, p->err,
+                             sizeof p->err);
+    if (p->rc == EVL_OK) json_object_set_new(p->result, "projection", json_string(p->name));
+}
+
+static void history_run(srv_worker *w, srv_msg *m) {
+    pjob *p = (pjob *)m;
+    w->inflight--;
+    const char *slug;
+    int code = evl__srv_err_status(p->rc, &slug);
+    if (p->rc == EVL_OK)
+        evl__srv_reply_json(&p->rsp, 200, p->result);
+    else if (p->rc == EVL_ENOTFOUND)
+        evl__srv_problem(&p->rsp, 404, "not-found", json_pack("{s:s,s:s}", "projection", p->name, "table", p->table),
+                         "%s", p->err[0] ? p->err : evl_strerror(p->rc));
+    else if (p->rc == EVL_EINVAL)
+        evl__srv_problem(&p->rsp, 400, "bad-request", NULL, "%s", p->err);
+    else
+        evl__srv_problem(&p->rsp, code, slug, NULL, "%s", p->err[0] ? p->err : evl_strerror(p->rc));
+    pjob_free(p);
+}
+
+static char *dup_str(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = evl_malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+/* GET /projections/{name}/history/{table}/{key}[?column=NAME] */
+void evl__srv_proj_history(srv_req *q) {
+    if (!q->rsp.w->srv->eng) {
+        evl__srv_problem(&q->rsp, 503, "unavailable", NULL, "projections are not running");
+        return;
+    }
+    if (known(q)) return;
+    const char *column = NULL;
+    for (int i = 0; i < q->n_param; i++) {
+        if (!strcmp(q->param[i].key, "column")) column = q->param[i].val;
+        else {
+            evl__srv_problem(&q->rsp, 400, "bad-request", NULL, "unknown parameter %s (known: column)", q->param[i].key);
+            return;
+        }
+    }
+    if (column && !*column) {
+        evl__srv_problem(&q->rsp, 400, "bad-request", NULL, "column is empty");
+        return;
+    }
+    pjob *p = pjob_new(q, history_work, history_run);
+    if (!p) return;
+    if (!(p->table = dup_str(q->seg[3])) || !(p->key = dup_str(q->seg[4])) || (column && !(p->column = dup_str(column)))) {
+        pjob_free(p);
+        evl__srv_problem(&q->rsp, 503, "unavailable", NULL, "out of memory");
+        return;
+    }
+    evl__srv_pool_submit(q->rsp.w->srv->pool, &p->job);
 }

@@ -49,6 +49,8 @@ void evl_srv_config_init(evl_srv_config *c) {
     c->sse_stall_ms = 60000;
     c->query_timeout_ms = 5000;
     c->query_max_timeout_ms = 60000;
+    c->asof_cache_entries = 4;
+    c->asof_cache_bytes = (size_t)1 << 30;
 }
 
 void evl__srv_say(evl_srv *srv, const char *fmt, ...) {
@@ -322,6 +324,10 @@ int evl_srv_open(evl_log *log, evl_proj_engine *eng, const evl_srv_config *cfg, 
     srv->n_workers = cfg->threads < 1 ? 1 : cfg->threads > 64 ? 64 : cfg->threads;
     if (cfg->token_file && (rc = evl__srv_auth_load(cfg->token_file, &srv->auth, err, errlen)))
         goto fail;
+    if (eng && (rc = evl_proj_asof_open(eng, cfg->asof_cache_entries, cfg->asof_cache_bytes, &srv->asof))) {
+        snprintf(err, errlen, "cannot prepare the as_of cache: %s", evl_strerror(rc));
+        goto fail;
+    }
     if ((rc = bind_all(srv, fds, &loopback, err, errlen))) goto fail;
     srv->workers = evl_calloc(srv->n_workers, sizeof *srv->workers);
     rc = srv->workers ? evl__srv_pool_new(cfg->pool_threads ? cfg->pool_threads : 1, &srv->pool)
@@ -385,6 +391,7 @@ void evl_srv_close(evl_srv *srv) {
     for (unsigned i = 0; srv->workers && i < srv->n_workers; i++) worker_free(srv->workers[i]);
     evl_free(srv->workers);
     evl__srv_auth_free(srv->auth);
+    evl_proj_asof_close(srv->asof); /* after the pool: no query reads a build any more */
     evl_proj_status_free(srv->status, srv->n_status);
     pthread_mutex_destroy(&srv->status_mu);
     evl_free(srv);

@@ -46,6 +46,8 @@ typedef struct evl_srv_config {
                                       disconnected; default 60 s */
     unsigned query_timeout_ms;   /**< default min_position wait; default 5 s */
     unsigned query_max_timeout_ms; /**< longest min_position wait; default 60 s */
+    unsigned asof_cache_entries; /**< point-in-time builds kept for `as_of` queries; default 4 */
+    size_t asof_cache_bytes;     /**< their total size at most; default 1 GiB */
     evl_srv_report_fn report;
     void *report_arg;
 } evl_srv_config;

@@ -119,6 +119,7 @@ struct evl_srv {
     evl_srv_config cfg;
     evl_log *log;
     evl_proj_engine *eng;
+    evl_proj_asof *asof;          /* point-in-time builds for `as_of` queries (NULL without eng) */
     srv_auth *auth;               /* NULL: every request has every role */
     char address[128];
     unsigned n_workers;
@@ -156,7 +157,7 @@ typedef struct srv_kv {
     char *key, *val;             /* NUL-terminated, malloc'd by libevent */
 } srv_kv;
 
-#define SRV_MAX_SEGS 4
+#define SRV_MAX_SEGS 5
 #define SRV_MAX_PARAMS 64
 typedef struct srv_req {
     srv_rsp rsp;
@@ -296,6 +297,7 @@ void evl__srv_subscribe(srv_req *q);
 void evl__srv_proj_list(srv_req *q);
 void evl__srv_proj_rebuild(srv_req *q);
 void evl__srv_proj_query(srv_req *q);
+void evl__srv_proj_history(srv_req *q);
 void evl__srv_healthz(srv_req *q);
 void evl__srv_readyz(srv_req *q);
 void evl__srv_metrics(srv_req *q);

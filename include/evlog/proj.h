@@ -222,6 +222,61 @@ int evl_proj_query(evl_proj_engine *eng, const char *name, const char *sql,
                    const json_t *params, const evl_proj_query_opts *opts, json_t **result,
                    char *err, size_t errlen);
 
+/** @brief The field-level history of one row of a `-- @history TABLE` table.
+ *
+ * Reads `_evl_history` in @p db_path (one snapshot with the checkpoint) and
+ * the log's event at each position.
+ * @param[in] log the log the projection is built from (a read-only handle is enough).
+ * @param[in] key the row's PRIMARY KEY value as text (42, "job-1").
+ * @param[in] column only the changes of this column, or NULL for all.
+ * @param[out] out `{"table","key","column"?,"position": CHECKPOINT,"entries":[{"position",
+ *   "op": "insert"|"update"|"delete","time","type","stream","actor","changes":[{"column","old",
+ *   "new"},...]},...]}`, oldest first; an unknown key has no entries.  The caller json_decref()s it.
+ * @param[out] err a sentence on failure.
+ * @return EVL_OK, #EVL_ENOTFOUND (no such file, or the table keeps no history),
+ *   #EVL_EINVAL (no such column), #EVL_ESQL, #EVL_ENOMEM, a log read error. */
+int evl_proj_history_file(evl_log *log, const char *db_path, const char *table, const char *key,
+                          const char *column, json_t **out, char *err, size_t errlen);
+
+/** @brief evl_proj_history_file() on projection @p name of a running engine. */
+int evl_proj_history(evl_proj_engine *eng, const char *name, const char *table, const char *key,
+                     const char *column, json_t **out, char *err, size_t errlen);
+
+/** Point-in-time queries: a cache of temporary replays (replay/asof.c). */
+typedef struct evl_proj_asof evl_proj_asof;
+
+typedef struct evl_proj_asof_stats {
+    uint64_t hits, misses;      /**< queries answered from a kept build / that needed one */
+    uint64_t builds;            /**< replays built */
+    uint64_t evictions;         /**< kept builds deleted to stay within bounds */
+    uint64_t entries, bytes;    /**< kept now */
+} evl_proj_asof_stats;
+
+/** @brief A cache of point-in-time builds in `DATA/asof/` (emptied now:
+ * what a crash left there), for the projections of @p eng.
+ * @param max_entries most builds kept (0: 1); @p max_bytes most bytes kept in all (0: no bound).
+ * @param[out] out close it with evl_proj_asof_close() before the engine.
+ * @return EVL_OK, #EVL_ENOMEM, EVL_ESYS(errno). */
+int evl_proj_asof_open(evl_proj_engine *eng, size_t max_entries, uint64_t max_bytes, evl_proj_asof **out);
+
+/** @brief Delete every kept build and the directory.  NULL is a no-op. */
+void evl_proj_asof_close(evl_proj_asof *cache);
+
+/** @brief evl_proj_query_file() against projection @p name as it stood at
+ * @p position (past the head: the head), built with the spec its served
+ * table is built with, as evl_proj_build() builds it; the build is kept for
+ * the next query at the same position (key: name, spec hash, position).
+ * The answer's "position" is the build's.  Thread-safe.
+ * @param[out] cached 1 when a kept build answered.
+ * @return as evl_proj_query_file(), and #EVL_ENOTFOUND (no such projection),
+ *   #EVL_ESQL (a handler failed while building: err names the event). */
+int evl_proj_asof_query(evl_proj_asof *cache, const char *name, uint64_t position, const char *sql,
+                        const json_t *params, const evl_proj_query_opts *opts, json_t **result, int *cached,
+                        char *err, size_t errlen);
+
+/** @brief The cache's counters. */
+void evl_proj_asof_stats_get(evl_proj_asof *cache, evl_proj_asof_stats *st);
+
 #ifdef __cplusplus
 }
 #endif

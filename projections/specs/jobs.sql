@@ -12,6 +12,8 @@
 -- Without it the commit time of the event is used.  Importers of an old jobs.db
 -- set it so the rows keep their original timestamps.  See docs/events.md.
 -- @projection jobs
+-- History (docs/audit.md): what a job's row looked like before it failed.
+-- @history jobs
 
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,

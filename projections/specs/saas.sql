@@ -40,6 +40,10 @@
 --
 -- Every event may carry `at` (ISO-8601 UTC text); without it the commit time is used.
 -- @projection saas
+-- History (docs/audit.md): a simulation job's states; who changed a
+-- tier's model routing (kept by tier, its key for users).
+-- @history simulation_jobs
+-- @history model_routing sim_tier
 
 CREATE TABLE IF NOT EXISTS users (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

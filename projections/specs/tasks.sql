@@ -19,6 +19,8 @@
 --
 -- Every event may carry `at` (ISO-8601 UTC text); without it the commit time is used.
 -- @projection tasks
+-- History (docs/audit.md): who approved a task and when, which node it was assigned to.
+-- @history tasks
 
 CREATE TABLE IF NOT EXISTS tasks (
     -- identity

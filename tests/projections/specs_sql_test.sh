@@ -433,7 +433,7 @@ for name in $ALL_SPECS; do
     if [ "$projection" != "$name" ]; then
         fail "$name.sql: '-- @projection $name' expected once, found '${projection}'"
     else pass; fi
-    bad=$(grep -n '^[[:space:]]*--[[:space:]]*@' "$spec" | grep -v -E '^[0-9]+:[[:space:]]*--[[:space:]]*@(projection|on)([[:space:]]|$)')
+    bad=$(grep -n '^[[:space:]]*--[[:space:]]*@' "$spec" | grep -v -E '^[0-9]+:[[:space:]]*--[[:space:]]*@(projection|on|history)([[:space:]]|$)')
     if [ -n "$bad" ]; then fail "$name.sql: unknown directive: $bad"; else pass; fi
     noncomment=$(sed -e 's/--.*$//' "$spec")
     if grep -n -i -E '\b(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|ATTACH|DETACH|PRAGMA|VACUUM)\b' <<<"$noncomment" \
