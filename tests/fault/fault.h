@@ -50,14 +50,19 @@ static inline size_t log_ids(evl_log *log, idset *out) {
 
 /* A child: this executable with argv, the shim preloaded with the extra
  * environment (NAME=VALUE strings, NULL-terminated).  Its fd 3 is the write
- * end of a pipe whose read end is returned in *ack_fd. */
-static inline pid_t spawn_child(const char *shim, char *const argv[], char *const extra_env[], int *ack_fd) {
+ * end of a pipe whose read end is returned in *ack_fd; its fd 4 is fd4
+ * when that is >= 0. */
+static inline pid_t spawn_child(const char *shim, char *const argv[], char *const extra_env[], int *ack_fd,
+                                int fd4) {
     int p[2];
     CHECK(pipe2(p, O_CLOEXEC) == 0);
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {
-        if (dup2(p[1], 3) != 3) _exit(120);
+        /* out of the way of 3 and 4 first (dup2 onto itself would keep CLOEXEC) */
+        int a = fcntl(p[1], F_DUPFD, 10), b = fd4 >= 0 ? fcntl(fd4, F_DUPFD, 10) : -1;
+        if (a < 0 || dup2(a, 3) != 3) _exit(120);
+        if (fd4 >= 0 && (b < 0 || dup2(b, 4) != 4)) _exit(120);
         char pre[1024];
         snprintf(pre, sizeof pre, "%s", shim);
         setenv("LD_PRELOAD", pre, 1);

@@ -1,5 +1,5 @@
 /* ioshim: an LD_PRELOAD library that simulates power loss and I/O errors on
- * the files whose path ends in $EVL_SHIM_MATCH (default "/data.mdb"), the
+ * the files whose path contains $EVL_SHIM_MATCH (default "/data.mdb"), the
  * way SQLite's crash tests do (test6.c).
  *
  * It keeps, for every write to such a file since the file's last
@@ -13,7 +13,8 @@
  * some sectors of a write and not others, never half a sector.
  *
  * Environment (all optional; counts are over the tracked files only):
- *   EVL_SHIM_MATCH        path suffix of the files to track
+ *   EVL_SHIM_MATCH        the files to track: paths that contain this
+ *                         (default "/data.mdb"; "/x.db" covers x.db-wal too)
  *   EVL_SHIM_CRASH_AT=N   crash at the Nth write or sync (before it is done;
  *                         the Nth write is "in flight" and may land in part)
  *   EVL_SHIM_CRASH_MODE   drop    every unsynced write is lost
@@ -29,6 +30,9 @@
  *   EVL_SHIM_FAIL_STICKY  =1: ... and so does every one after it
  *   EVL_SHIM_FAIL_SHORT   =1: a failing write writes half (whole sectors)
  *                         and returns that short count instead of EIO
+ *   EVL_SHIM_FAIL_WHEN=PATH  while PATH exists, every write and sync fails
+ *                         (EIO, or short with EVL_SHIM_FAIL_SHORT): a fault
+ *                         a test switches on and off from outside
  *   EVL_SHIM_EXIT_DROP    =1: at exit, lose every unsynced write (the state
  *                         a power cut right after the run would leave)
  *   EVL_SHIM_FAKE_SYNC    =1: syncs and O_DSYNC writes are simulated only
@@ -96,7 +100,7 @@ static struct {
     const char *match;
     uint64_t crash_at, fail_at, seed;
     int sticky, short_write, exit_drop, fake_sync, mode;
-    const char *stats;
+    const char *stats, *fail_when;
     uint64_t ops, writes, syncs, failed;
     signed char fd_file[MAX_FD];   /* -1: untracked, else index into files */
     unsigned char fd_dsync[MAX_FD];
@@ -156,6 +160,7 @@ __attribute__((constructor)) static void shim_init(void) {
     S.exit_drop = env_u64("EVL_SHIM_EXIT_DROP") != 0;
     S.fake_sync = env_u64("EVL_SHIM_FAKE_SYNC") != 0;
     S.stats = getenv("EVL_SHIM_STATS");
+    S.fail_when = getenv("EVL_SHIM_FAIL_WHEN");
     const char *m = getenv("EVL_SHIM_CRASH_MODE");
     static const char *modes[] = {"drop", "keep", "prefix", "subset", "sectors"};
     for (int i = 0; m && i < 5; i++)
@@ -164,13 +169,10 @@ __attribute__((constructor)) static void shim_init(void) {
 
 /* ------------------------------------------------------------ tracking */
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && !strcmp(s + a - b, suffix);
-}
+static int matches(const char *s, const char *part) { return strstr(s, part) != NULL; }
 
 static void track(int fd, const char *path, int flags) {
-    if (fd < 0 || fd >= MAX_FD || !ends_with(path, S.match)) return;
+    if (fd < 0 || fd >= MAX_FD || !matches(path, S.match)) return;
     struct stat st;
     if (fstat(fd, &st) != 0) return;
     pthread_mutex_lock(&S.mu);
@@ -293,7 +295,8 @@ static ssize_t decide(int is_write, size_t len) {
     uint64_t n = ++S.ops;
     if (is_write) S.writes++;
     else S.syncs++;
-    if (S.fail_at && (n == S.fail_at || (S.sticky && n > S.fail_at))) {
+    if ((S.fail_at && (n == S.fail_at || (S.sticky && n > S.fail_at))) ||
+        (S.fail_when && access(S.fail_when, F_OK) == 0)) {
         S.failed++;
         if (is_write && S.short_write && len >= 2 * SECTOR) return (ssize_t)(len / 2 / SECTOR * SECTOR);
         return -1;
@@ -440,7 +443,7 @@ static int mode_arg(int flags, va_list ap) {
 /* Under EVL_SHIM_FAKE_SYNC a tracked file is opened without O_DSYNC: the
  * shim remembers the flag and treats the fd's writes as durable itself. */
 static int real_flags(const char *path, int flags) {
-    if (S.fake_sync && ends_with(path, S.match)) flags &= ~(O_DSYNC | O_SYNC);
+    if (S.fake_sync && matches(path, S.match)) flags &= ~(O_DSYNC | O_SYNC);
     return flags;
 }
 

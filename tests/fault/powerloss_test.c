@@ -116,7 +116,7 @@ static int run_child(const char *dir, const char *sync, uint32_t gen, uint64_t p
     char *argv[] = {"powerloss", "child", (char *)dir, (char *)sync, a_gen, a_ev, NULL};
     char *env[] = {e_at, e_mode, e_seed, e_stats, "EVL_SHIM_FAKE_SYNC=1", NULL};
     int fd, status;
-    pid_t pid = spawn_child(EVL_IOSHIM_PATH, argv, env, &fd);
+    pid_t pid = spawn_child(EVL_IOSHIM_PATH, argv, env, &fd, -1);
     read_acks(fd, acked);
     CHECK(waitpid(pid, &status, 0) == pid);
     if (!WIFEXITED(status) || (WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != SHIM_CRASH_STATUS)) {
