@@ -27,9 +27,11 @@ static inline void idset_add(idset *s, const uint8_t id[16]) {
     memcpy(s->v[s->n++], id, 16);
 }
 static inline int id_cmp(const void *a, const void *b) { return memcmp(a, b, 16); }
-static inline void idset_sort(idset *s) { qsort(s->v, s->n, 16, id_cmp); }
+static inline void idset_sort(idset *s) {
+    if (s->n) qsort(s->v, s->n, 16, id_cmp);
+}
 static inline int idset_has(const idset *s, const uint8_t id[16]) {
-    return bsearch(id, s->v, s->n, 16, id_cmp) != NULL;
+    return s->n && bsearch(id, s->v, s->n, 16, id_cmp) != NULL;
 }
 
 /* Every event id in the log, sorted; returns the number of duplicate ids. */

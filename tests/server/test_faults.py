@@ -32,6 +32,7 @@ SHIM = os.path.join(BIN, "tests", "fault", "libevl_ioshim.so")
 EVLOG = os.path.join(BIN, "evlog")
 FIGURES = {}
 READS_REFUSED = [0]
+RO_FILES = []
 
 
 class shim_env:
@@ -328,7 +329,7 @@ def test_projection_file_faults():
     tmp = tempfile.mkdtemp(prefix="evlog-projfault-")
     specs = os.path.join(tmp, "specs")
     os.mkdir(specs)
-    names = ["p_eio", "p_short", "p_ok"]
+    names = ["p_eio", "p_short", "p_ok", "p_ro"]
     for n in names:
         with open(os.path.join(specs, n + ".sql"), "w") as f:
             f.write(spec(n))
@@ -345,8 +346,10 @@ def test_projection_file_faults():
         wait_for(lambda: all(p["checkpoint"] == 5 for p in states(srv).values()), 20, "projections live")
         open(trig_eio, "w").close()
         append_some(srv, 5, 5)
-        st = check_faulted(srv, ["p_eio"], ["p_short", "p_ok"], 10, "EIO in p_eio")
+        st = check_faulted(srv, ["p_eio"], ["p_short", "p_ok", "p_ro"], 10, "EIO in p_eio")
         FIGURES["projection EIO"] = st["p_eio"]["error"]
+        if "p_eio.db" not in st["p_eio"]["error"] or "failed" not in st["p_eio"]["error"]:
+            fail("the EIO fault does not name the file and the failing call: %r" % st["p_eio"]["error"])
         c = evlog("--data", data, "projections")  # beside the running server: from the files
         # the fault cannot be recorded in a file that refuses writes: beside
         # the server, evlog sees p_eio behind the head (the server says why)
@@ -366,10 +369,33 @@ def test_projection_file_faults():
         open(trig_short, "w").close()
         append_some(srv, 5, 12)
         # p_eio recovered with its file: it resumed where its checkpoint was
-        st = check_faulted(srv, ["p_short"], ["p_eio", "p_ok"], 17, "short writes in p_short")
+        st = check_faulted(srv, ["p_short"], ["p_eio", "p_ok", "p_ro"], 17, "short writes in p_short")
         FIGURES["projection short writes"] = st["p_short"]["error"]
         os.unlink(trig_short)
         srv.stop()
+
+        # a read-only file: mode 0444, and immutable where chattr works (root
+        # ignores the mode)
+        ro = os.path.join(data, "projections", "p_ro.db")
+        for ext in ("-wal", "-shm"):
+            if os.path.exists(ro + ext):
+                fail("p_ro left a %s file after a clean stop" % ext)
+        os.chmod(ro, 0o444)
+        immutable = subprocess.run(["chattr", "+i", ro], capture_output=True).returncode == 0
+        RO_FILES.append(ro if immutable else None)
+        FIGURES["read-only file"] = "mode 0444" + (" and chattr +i" if immutable else " (chattr refused)")
+        srv.start()
+        append_some(srv, 2, 17)
+        if immutable or os.geteuid() != 0:
+            st = check_faulted(srv, ["p_ro"], ["p_eio", "p_short"], 19, "read-only p_ro")
+            FIGURES["projection read-only"] = st["p_ro"]["error"]
+        else:
+            print("read-only file: skipped, root ignores the mode and chattr is refused here", flush=True)
+        srv.stop()
+        if immutable:
+            subprocess.run(["chattr", "-i", ro])
+        os.chmod(ro, 0o644)
+        RO_FILES.clear()
 
         # garbage in place of a projection's file
         with open(os.path.join(data, "projections", "p_ok.db"), "r+b") as f:
@@ -380,7 +406,7 @@ def test_projection_file_faults():
             except FileNotFoundError:
                 pass
         srv.start()
-        append_some(srv, 3, 17)
+        append_some(srv, 3, 19)
         st = states(srv)
         print("garbage: p_ok is %s: %s" % (st["p_ok"]["state"], st["p_ok"]["error"]), flush=True)
         FIGURES["projection garbage"] = "%s: %s" % (st["p_ok"]["state"], st["p_ok"]["error"])
@@ -389,12 +415,15 @@ def test_projection_file_faults():
 
         # the projections directory removed under a running server
         shutil.rmtree(os.path.join(data, "projections"))
-        append_some(srv, 3, 20)
-        wait_for(lambda: all(p["state"] == "faulted" or p["checkpoint"] == 23 for p in states(srv).values()), 20,
+        append_some(srv, 3, 22)
+        wait_for(lambda: all(p["state"] == "faulted" or p["checkpoint"] == 25 for p in states(srv).values()), 20,
                  "projections to settle after their directory went")
         st = states(srv)
         FIGURES["projection dir removed"] = {n: (st[n]["state"], st[n]["error"]) for n in names}
         print("directory removed:", FIGURES["projection dir removed"], flush=True)
+        for n in ("p_eio", "p_short", "p_ro"):
+            if st[n]["state"] != "faulted" or "removed or replaced" not in (st[n]["error"] or ""):
+                fail("projections directory removed: %s is %r" % (n, st[n]))
         # the log never faults
         expect(srv.append("p-1", {"type": "Other"}), 201, "the log goes on")
         srv.stop()
@@ -403,6 +432,9 @@ def test_projection_file_faults():
             fail("verify: %s %s" % (v.stdout, v.stderr))
     finally:
         srv.close()
+        for f in RO_FILES:
+            if f:
+                subprocess.run(["chattr", "-i", f])
         shutil.rmtree(tmp, ignore_errors=True)
 
 
