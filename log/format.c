@@ -177,8 +177,12 @@ int evl__lmdb_err(int rc) {
     case MDB_NOTFOUND: return EVL_ENOTFOUND;
     case MDB_MAP_FULL: case ENOSPC: case EDQUOT: return EVL_EFULL;
     case MDB_TXN_FULL: return EVL_ETOOBIG;
-    case MDB_CORRUPTED: case MDB_PAGE_NOTFOUND: case MDB_BAD_TXN: case MDB_INVALID:
-    case MDB_PANIC: return EVL_ECORRUPT;
+    case MDB_CORRUPTED: case MDB_PAGE_NOTFOUND: case MDB_BAD_TXN: case MDB_INVALID: return EVL_ECORRUPT;
+    /* LMDB panics after a failed write of the meta page (it cannot tell
+     * what reached the disk): the environment refuses every transaction
+     * until it is reopened, but the file is intact (tests/fault).  Saying
+     * "corrupt" would send operators to their backups for nothing. */
+    case MDB_PANIC: return EVL_EREADONLY;
     case MDB_VERSION_MISMATCH: return EVL_EVERSION;
     case ENOMEM: return EVL_ENOMEM;
     default:

@@ -24,6 +24,7 @@
 #include <msgpack.h>
 #include <semaphore.h>
 #include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <time.h>
@@ -347,6 +348,18 @@ static int64_t commit_time(evl_log *log) {
     return now > log->last_time ? now : log->last_time;
 }
 
+/* LMDB reports a short write as EIO (mdb_page_flush), and a filesystem that
+ * is almost full gives short writes before it gives ENOSPC: a commit that
+ * failed with EIO while the log's filesystem has less room than the group
+ * needed (with a margin) failed for want of space.  Those pages belong to no
+ * meta page yet, so the environment is intact, as with ENOSPC. */
+static int out_of_space(evl_log *log, uint64_t group_bytes) {
+    struct statvfs vs;
+    if (statvfs(log->dir, &vs) != 0) return 0;
+    uint64_t avail = (uint64_t)vs.f_bavail * vs.f_frsize;
+    return avail < 2 * group_bytes + ((uint64_t)1 << 20);
+}
+
 /* One transaction over reqs[0..n).  Returns EVL_OK when committed (each
  * req's own result is in its res.err), or the error that sank it all. */
 static int run_txn(evl_log *log, evl_req **reqs, size_t n, msgpack_sbuffer *rec, int *write_failed) {
@@ -394,6 +407,12 @@ static int run_txn(evl_log *log, evl_req **reqs, size_t n, msgpack_sbuffer *rec,
     if (rc) {
         log->next_pos = start_pos;
         int err = evl__lmdb_err(rc);
+        if (rc == EIO) {
+            uint64_t group_bytes = 0;
+            for (size_t i = 0; i < n; i++)
+                group_bytes += reqs[i]->bytes + reqs[i]->n_events * (uint64_t)EVL_RECORD_OVERHEAD;
+            if (out_of_space(log, group_bytes)) err = EVL_EFULL;
+        }
         if (err != EVL_EFULL) {
             pthread_mutex_lock(&log->mu);
             log->ro_error = err;

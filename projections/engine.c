@@ -220,6 +220,32 @@ static int step_txn(proj *p, sqlite3_stmt *st, char *err, size_t errlen) {
     return rc;
 }
 
+/* SQLite says "disk I/O error" and no more: name the file, the extended
+ * code and the errno behind an I/O-class failure. */
+static void describe_io(proj *p, char *err, size_t errlen) {
+    if (!p->db) return;
+    int x = sqlite3_extended_errcode(p->db), primary = x & 0xff;
+    if (primary != SQLITE_IOERR && primary != SQLITE_FULL && primary != SQLITE_READONLY &&
+        primary != SQLITE_CANTOPEN && primary != SQLITE_CORRUPT && primary != SQLITE_NOTADB)
+        return;
+    static const struct { int code; const char *name; } names[] = {
+        {SQLITE_IOERR_READ, "a read failed"}, {SQLITE_IOERR_SHORT_READ, "a read came short"},
+        {SQLITE_IOERR_WRITE, "a write failed"}, {SQLITE_IOERR_FSYNC, "a sync failed"},
+        {SQLITE_IOERR_DIR_FSYNC, "a directory sync failed"}, {SQLITE_IOERR_TRUNCATE, "a truncate failed"},
+        {SQLITE_IOERR_FSTAT, "fstat failed"}, {SQLITE_IOERR_SHMOPEN, "the -shm file does not open"},
+        {SQLITE_IOERR_SHMSIZE, "the -shm file cannot grow"}, {SQLITE_IOERR_SHMMAP, "the -shm file cannot map"},
+        {SQLITE_IOERR_DELETE, "a delete failed"}, {SQLITE_READONLY_DBMOVED, "the file was moved"},
+    };
+    const char *what = NULL;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (names[i].code == x) what = names[i].name;
+    size_t n = strlen(err);
+    int sys = sqlite3_system_errno(p->db);
+    if (n < errlen)
+        snprintf(err + n, errlen - n, " (%s: %s%sSQLite code %d%s%s)", p->path, what ? what : "",
+                 what ? ", " : "", x, sys ? ", errno " : "", sys ? strerror(sys) : "");
+}
+
 /* Apply events (checkpoint, until] — until = 0: as many as the batch allows.
  * Returns the new checkpoint; *failed_at is set when an event failed.
  * @p timed: also end the batch after 250 ms (not when re-applying the
@@ -297,6 +323,7 @@ int evl__proj_apply_batch(proj *p, uint64_t until, int timed, uint64_t *new_cp, 
         }
     }
     if (rc) {
+        if (rc == EVL_ESQL) describe_io(p, err, errlen); /* before the rollback resets the codes */
         step_txn(p, p->st_rollback, NULL, 0);
     } else {
         /* what share of the events matched, lately: decides the next batch's reading */
@@ -505,6 +532,18 @@ static int start(proj *p, char *err, size_t errlen) {
     return EVL_OK;
 }
 
+/* Has the projection's file been removed or replaced under it (its
+ * directory deleted, the file renamed)?  SQLite would go on writing to the
+ * unlinked inode, the projection would look live, and its work would be
+ * gone at the next start: fault it instead, with a message that says so. */
+static int file_gone(proj *p, char *err, size_t errlen) {
+    int moved = 0;
+    if (!p->db || sqlite3_file_control(p->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK || !moved)
+        return 0;
+    snprintf(err, errlen, "%s: the file was removed or replaced while the projection ran", p->path);
+    return 1;
+}
+
 static void *projector_main(void *arg) {
     proj *p = arg;
     evl_proj_engine *e = p->eng;
@@ -546,8 +585,14 @@ static void *projector_main(void *arg) {
         uint64_t cp = p->checkpoint, failed_at = 0;
         int full;
         fault_type[0] = 0;
-        rc = evl__proj_apply_batch(p, 0, 1, &cp, &failed_at, fault_type, err, sizeof err, &full);
-        if (rc && failed_at > p->checkpoint + 1) {
+        int gone = file_gone(p, err, sizeof err);
+        if (gone) {
+            rc = EVL_EIO;
+            failed_at = p->checkpoint + 1;
+        } else {
+            rc = evl__proj_apply_batch(p, 0, 1, &cp, &failed_at, fault_type, err, sizeof err, &full);
+        }
+        if (rc && !gone && failed_at > p->checkpoint + 1) {
             /* keep what came before the failing event, so the fault is exact */
             char err2[256];
             uint64_t cp2 = p->checkpoint, f2;

@@ -90,6 +90,14 @@ static void answer_err(const srv_rsp *r, int err, const char *stream, uint64_t e
         return;
     }
     json_t *x = stream ? json_pack("{s:s}", "stream", stream) : NULL;
+    if (err == EVL_EIO || err >= EVL_ESYS_BASE) {
+        /* the commit itself failed (a write or fsync of the log): not the
+         * client's fault and not an internal bug; the log now refuses
+         * appends until a restart (see /readyz), so say that, as a 503 */
+        evl__srv_problem(r, 503, "unavailable", x, "the log could not commit this append (%s): it is not "
+                         "acknowledged, and the log refuses appends until evlogd restarts", evl_strerror(err));
+        return;
+    }
     if (err == EVL_EFULL)
         evl__srv_problem(r, code, slug, x, "%s; nothing of this append was written",
                          evl_strerror(err));

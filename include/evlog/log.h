@@ -63,8 +63,11 @@ typedef struct evl_iter evl_iter;
 
 typedef enum evl_sync {
     EVL_SYNC_FULL = 0, /**< fsync at every commit: an acknowledged append is durable */
-    EVL_SYNC_NONE = 1  /**< flush every flush_interval_ms: a crash may lose the last
-                            interval, never corrupts */
+    EVL_SYNC_NONE = 1  /**< flush every flush_interval_ms: a process crash or a power
+                            cut on storage that keeps write order may lose the last
+                            interval and never corrupts; a power cut on storage that
+                            reorders writes can corrupt the log (LMDB's MDB_NOSYNC;
+                            docs/reliability.md) */
 } evl_sync;
 
 /** Options for evl_log_open(); initialise with evl_log_options_init(). */
