@@ -319,6 +319,8 @@ async function main() {
       // flight, shaped as docs/http.md describes it, for a while.
       const rebuild = { spec_hash: 'b71e', position: 400, head: 1000, applied: 61, events_per_second: 2100,
         eta_seconds: 1, elapsed_seconds: 0.19 };
+      // a poll in flight when the route is removed must not fail the test
+      // ("Route is already handled"): unrouteAll waits for running handlers
       const fake = async (route) => {
         const resp = await route.fetch();
         const list = await resp.json();
@@ -333,7 +335,7 @@ async function main() {
         eq(await page.$eval(row + ' progress', (e) => [e.value, e.max]), [400, 1000], 'progress bar');
         if (!(await page.locator(row + ' button:has-text("Rebuild")').isDisabled())) fail('Rebuild enabled during a rebuild');
       } finally {
-        await page.unroute(status, fake);
+        await page.unrouteAll({ behavior: 'wait' });
       }
       await page.locator('#projections tr[data-projection="runs"] progress').waitFor({ state: 'detached', timeout: T });
     });
