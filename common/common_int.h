@@ -61,6 +61,10 @@ void evl__sha256_free(evl_sha256 *h);
 int evl__sha256_2(evl_sha256 *h, const void *a, size_t an, const void *b, size_t bn,
                   uint8_t out[EVL_SHA256_LEN]);
 int evl__sha256_once(const void *p, size_t n, uint8_t out[EVL_SHA256_LEN]);
+/* Incremental: begin, add any number of times, end. */
+int evl__sha256_begin(evl_sha256 *h);
+int evl__sha256_add(evl_sha256 *h, const void *p, size_t n);
+int evl__sha256_end(evl_sha256 *h, uint8_t out[EVL_SHA256_LEN]);
 
 /* Wall clock in ns since the epoch; monotonic clock in ns. */
 int64_t evl__now_ns(void);

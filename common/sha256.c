@@ -46,6 +46,19 @@ int evl__sha256_2(evl_sha256 *h, const void *a, size_t an, const void *b, size_t
     return EVL_OK;
 }
 
+int evl__sha256_begin(evl_sha256 *h) {
+    return EVP_DigestInit_ex2(h->ctx, h->md, NULL) ? EVL_OK : EVL_ENOMEM;
+}
+
+int evl__sha256_add(evl_sha256 *h, const void *p, size_t n) {
+    return !n || EVP_DigestUpdate(h->ctx, p, n) ? EVL_OK : EVL_ENOMEM;
+}
+
+int evl__sha256_end(evl_sha256 *h, uint8_t out[EVL_SHA256_LEN]) {
+    unsigned n = 0;
+    return EVP_DigestFinal_ex(h->ctx, out, &n) && n == EVL_SHA256_LEN ? EVL_OK : EVL_ENOMEM;
+}
+
 int evl__sha256_once(const void *p, size_t n, uint8_t out[EVL_SHA256_LEN]) {
     evl_sha256 *h;
     int rc = evl__sha256_new(&h);
