@@ -134,4 +134,10 @@ set +e
 "$EVLOG" --data "$T/d2" digest --at 0 >/dev/null 2>&1; rc3=$?
 set -e
 [ "$rc" = 1 ] && [ "$rc3" = 2 ] && [ "$rc2" != 0 ] || fail "digest past the head $rc, empty $rc2, --at 0 $rc3"
+# import appends the events again: the importing log's chain is its own, and valid
+"$EVLOG" --data "$T/d2" export >"$T/d2.ndjson"
+"$EVLOG" --data "$T/d3" import "$T/d2.ndjson" >/dev/null
+"$EVLOG" --data "$T/d3" verify >"$T/v" || fail "verify after import: $(cat "$T/v")"
+[ "$("$EVLOG" --data "$T/d3" digest | field position)" = 4 ] || fail "digest after import"
+"$EVLOG" --data "$T/j2" verify >"$T/v" || fail "verify of a backup: $(cat "$T/v")"
 echo "ok digest_test"
