@@ -21,6 +21,8 @@ DPID=""
 cleanup() { [ -n "$DPID" ] && kill "$DPID" 2>/dev/null; rm -rf "$T"; }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# set -e stops at a failing command without a word: say which one
+trap 'echo "FAIL: line $LINENO: $BASH_COMMAND exited $?" >&2' ERR
 for tool in "$EVLOG" "$EVLOGD" "$TAMPER" mdb_dump "$PY"; do command -v "$tool" >/dev/null || fail "no $tool"; done
 "$PY" -c 'import msgpack' || fail "python3-msgpack is not installed"
 
@@ -103,7 +105,10 @@ PROJ=$OUT
 [ "$("$EVLOG" --data "$T/copy" digest --projection jobs)" = "$PROJ" ] || fail "(t-proj) on a replayed backup"
 
 # the log grows: the digest at 10 stays, the head moves on
-curl -sf -X POST "$URL/streams/job-j4" -d '{"type":"JobQueued","data":{"id":"j4","model":"m"}}' >/dev/null
+curl -sS -X POST "$URL/streams/job-j4" -H 'Content-Type: application/json' \
+    -d '{"type":"JobQueued","data":{"id":"j4","model":"m"}}' -o "$T/j4" -w '%{http_code}' >"$T/j4.code" \
+    || fail "append j4: curl failed"
+[ "$(cat "$T/j4.code")" = 201 ] || fail "append j4: $(cat "$T/j4.code") $(cat "$T/j4")"
 recipe t-check
 [ "$(tail -1 <<<"$OUT")" = "positions 1..10 unchanged" ] || fail "(t-check) after growing: $OUT"
 [ "$(curl -sf "$URL/digest" | json 'd["position"]')" = 11 ] || fail "head digest did not move"
