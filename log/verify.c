@@ -70,8 +70,9 @@ static int check_audit(vctx *v, MDB_cursor *const ca[EVL_META_KEYS], const evl_e
     return EVL_OK;
 }
 
-/* The chain at record @p ev (its position is checked against its key
- * already): @p chain holds h of the record before, and becomes this one's.
+/* The chain at record @p ev: @p chain holds h of the record before, and
+ * becomes this one's.  Checked before the record's other fields, so that a
+ * record edited in place is reported as such whatever was edited.
  * Unchained records may only come before the first chained one. */
 static int check_chain(vctx *v, evl_sha256 *hasher, const evl_event *ev,
                        uint8_t chain[EVL_CHAIN_LEN], uint64_t *chained_from) {
@@ -107,7 +108,10 @@ int evl_log_verify(evl_log *log, char *problem, size_t problem_len, uint64_t *n_
     if (problem && problem_len) problem[0] = 0;
     if (n_events) *n_events = 0;
     if ((rc = evl__sha256_new(&hasher))) return rc;
-    if ((rc = mdb_txn_begin(log->env, NULL, MDB_RDONLY, &v.txn))) return evl__lmdb_err(rc);
+    if ((rc = mdb_txn_begin(log->env, NULL, MDB_RDONLY, &v.txn))) {
+        evl__sha256_free(hasher);
+        return evl__lmdb_err(rc);
+    }
     uint64_t total = evl__head_from_txn(log, v.txn);
     if ((rc = mdb_cursor_open(v.txn, log->db_events, &c)) ||
         (rc = mdb_cursor_open(v.txn, log->db_types, &ct)) ||
