@@ -8,7 +8,7 @@
 #   - record 4 changed and every later chain value recomputed: verify
 #     passes, the digest kept by the auditor does not match, and hashlib
 #     over mdb_dump gives the rewritten digest.
-set -euo pipefail
+set -Eeuo pipefail
 BIN_DIR=${EVL_BIN_DIR:-$PWD}
 SRC_DIR=${EVL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 EVLOG="$BIN_DIR/evlog"
@@ -18,8 +18,14 @@ DOC="$SRC_DIR/docs/audit.md"
 PY=/usr/bin/python3
 T=$(mktemp -d "${TMPDIR:-/tmp}/evlog-tamper.XXXXXX")
 DPID=""
-cleanup() { [ -n "$DPID" ] && kill "$DPID" 2>/dev/null; rm -rf "$T"; }
+cleanup() {
+    local rc=$?
+    [ "$rc" -eq 0 ] || echo "audit_tamper_test: exit status $rc" >&2
+    [ -n "$DPID" ] && kill "$DPID" 2>/dev/null
+    rm -rf "$T"
+}
 trap cleanup EXIT
+for sig in TERM INT HUP PIPE; do trap "echo 'audit_tamper_test: got SIG$sig' >&2; exit 1" $sig; done
 fail() { echo "FAIL: $*" >&2; exit 1; }
 # set -e stops at a failing command without a word: say which one
 trap 'echo "FAIL: line $LINENO: $BASH_COMMAND exited $?" >&2' ERR
@@ -67,7 +73,7 @@ json() { $PY -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 D="$T/data"
 start() {
-    "$EVLOGD" --data "$D" --listen 127.0.0.1:0 --threads 2 2>"$T/evlogd.err" &
+    "$EVLOGD" --data "$D" --listen 127.0.0.1:0 --threads 2 >/dev/null 2>"$T/evlogd.err" &
     DPID=$!
     listening() { grep -q "listening on http://" "$T/evlogd.err" || ! kill -0 "$DPID" 2>/dev/null; }
     wait_for 15 "evlogd to start" listening
