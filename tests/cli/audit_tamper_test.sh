@@ -21,7 +21,7 @@ DPID=""
 cleanup() {
     local rc=$?
     [ "$rc" -eq 0 ] || echo "audit_tamper_test: exit status $rc" >&2
-    [ -n "$DPID" ] && kill "$DPID" 2>/dev/null
+    if [ -n "$DPID" ]; then kill "$DPID" 2>/dev/null || true; wait "$DPID" 2>/dev/null || true; fi
     rm -rf "$T"
 }
 trap cleanup EXIT
@@ -72,13 +72,18 @@ recipe_fails() { if recipe_rc "$1"; then fail "recipe ($1) passed, should fail: 
 json() { $PY -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 D="$T/data"
+RUNS=0
 start() {
-    "$EVLOGD" --data "$D" --listen 127.0.0.1:0 --threads 2 >/dev/null 2>"$T/evlogd.err" &
+    # a new stderr file per run: the shell truncates a reused one only once
+    # the background child runs, and the old "listening" line would be seen
+    RUNS=$((RUNS + 1))
+    local err="$T/evlogd-$RUNS.err"
+    "$EVLOGD" --data "$D" --listen 127.0.0.1:0 --threads 2 >/dev/null 2>"$err" &
     DPID=$!
-    listening() { grep -q "listening on http://" "$T/evlogd.err" || ! kill -0 "$DPID" 2>/dev/null; }
+    listening() { grep -q "listening on http://" "$err" 2>/dev/null || ! kill -0 "$DPID" 2>/dev/null; }
     wait_for 15 "evlogd to start" listening
-    kill -0 "$DPID" 2>/dev/null || fail "evlogd exited: $(cat "$T/evlogd.err")"
-    URL=$(grep -o "http://127.0.0.1:[0-9]*" "$T/evlogd.err" | head -1)
+    kill -0 "$DPID" 2>/dev/null || fail "evlogd exited: $(cat "$err")"
+    URL=$(grep -o "http://127.0.0.1:[0-9]*" "$err" | head -1)
 }
 stop() {
     kill -TERM "$DPID"
