@@ -499,7 +499,8 @@ int cli_proj_digest(cli *c, const char *name) {
         rc = cli_fail("out of memory");
     } else if ((s.eng && !evl_proj_db_path(s.eng, name)) || access(path, F_OK) != 0) {
         rc = cli_fail("no projection named %s in %s", name, c->data_dir);
-    } else if (evl_proj_digest_file(path, &d, err, sizeof err) != EVL_OK) {
+    } else if ((s.eng ? evl_proj_digest_get(s.eng, name, &d, err, sizeof err)
+                      : evl_proj_digest_file(path, &d, err, sizeof err)) != EVL_OK) {
         rc = cli_fail("digest of %s failed: %s", name, err);
     } else {
         char hex[65];

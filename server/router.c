@@ -34,6 +34,7 @@ static const route routes[] = {
     {{"projections"}, 1, evl__srv_proj_list, NULL, ROLE_READER, ROLE_NONE, 0},
     {{"projections", "*"}, 2, evl__srv_proj_list, NULL, ROLE_READER, ROLE_NONE, 0},
     {{"projections", "*", "rebuild"}, 3, NULL, evl__srv_proj_rebuild, ROLE_NONE, ROLE_ADMIN, 0},
+    {{"projections", "*", "digest"}, 3, evl__srv_proj_digest, NULL, ROLE_READER, ROLE_NONE, 0},
     {{"projections", "*", "query"}, 3, evl__srv_proj_query, evl__srv_proj_query, ROLE_READER,
      ROLE_READER, 0},
 };

@@ -300,6 +300,7 @@ void evl__srv_subscribe(srv_req *q);
 void evl__srv_proj_list(srv_req *q);
 void evl__srv_proj_rebuild(srv_req *q);
 void evl__srv_proj_query(srv_req *q);
+void evl__srv_proj_digest(srv_req *q);
 void evl__srv_healthz(srv_req *q);
 void evl__srv_readyz(srv_req *q);
 void evl__srv_metrics(srv_req *q);

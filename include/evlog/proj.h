@@ -236,6 +236,11 @@ typedef struct evl_proj_digest {
  * @return EVL_OK, #EVL_ENOTFOUND (no such file), #EVL_ESQL, #EVL_ENOMEM. */
 int evl_proj_digest_file(const char *db_path, evl_proj_digest *out, char *err, size_t errlen);
 
+/** @brief evl_proj_digest_file() on projection @p name of a running engine
+ * (safe against a rebuild swapping the file, like evl_proj_query()). */
+int evl_proj_digest_get(evl_proj_engine *eng, const char *name, evl_proj_digest *out, char *err,
+                    size_t errlen);
+
 /** @brief evl_proj_query_file() on projection @p name of a running engine. */
 int evl_proj_query(evl_proj_engine *eng, const char *name, const char *sql,
                    const json_t *params, const evl_proj_query_opts *opts, json_t **result,

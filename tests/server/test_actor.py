@@ -5,7 +5,8 @@ token cannot append as another token's name (403 actor-forbidden, nothing
 written), however the body spells it (JSON, msgpack, a repeated key); an
 admin may; other lineage fields (causation_id, source, correlation_id) pass
 through untouched; without a token file the client's actor is kept as
-given.  Also GET /digest, the hash-chain head, against `evlog digest`."""
+given.  Also GET /digest, the hash-chain head, against `evlog digest`, and
+GET /projections/{name}/digest against `evlog digest --projection`."""
 import json
 import os
 import shutil
@@ -137,6 +138,35 @@ def test_digest_endpoint():
     expect_problem(S.get("/digest?at=x", headers=bearer("reader-secret")), 400, "at=x")
 
 
+def test_projection_digest_endpoint():
+    """GET /projections/{name}/digest equals `evlog digest --projection` on the
+    same data dir, and on a backup of its log that the CLI replays."""
+    o = Server()
+    try:
+        for i in range(5):
+            expect(o.append("job-%d" % i, {"type": "JobQueued", "data": {"id": "j%d" % i, "model": "m"}}), 201, "job")
+        expect(o.append("job-1", {"type": "JobStarted", "data": {"id": "j1"}}), 201, "start")
+        expect(o.post("/projections/jobs/query", {"sql": "SELECT 1", "min_position": 6, "timeout_ms": 15000}), 200,
+               "jobs caught up")
+        d = expect(o.get("/projections/jobs/digest"), 200, "digest").json()
+        if (d["projection"], d["position"], d["tables"], d["rows"]) != ("jobs", 6, 1, 5) or len(d["hash"]) != 64:
+            fail("projection digest %r" % d)
+        cli = subprocess.run([EVLOG, "--data", o.data, "digest", "--projection", "jobs"], stdout=subprocess.PIPE,
+                             check=True, timeout=60).stdout
+        if json.loads(cli) != d:
+            fail("evlog digest --projection %r != GET %r" % (cli, d))
+        copy = os.path.join(o.tmp, "copy")
+        subprocess.run([EVLOG, "--data", o.data, "backup", copy], stdout=subprocess.DEVNULL, check=True, timeout=60)
+        cli = subprocess.run([EVLOG, "--data", copy, "digest", "--projection", "jobs"], stdout=subprocess.PIPE,
+                             check=True, timeout=120).stdout
+        if json.loads(cli) != d:
+            fail("replayed backup %r != %r" % (cli, d))
+        expect_problem(o.get("/projections/nope/digest"), 404, "unknown projection")
+    finally:
+        o.stop()
+        o.close()
+
+
 def test_open_server_keeps_actor():
     o = Server("--no-builtin")
     try:
@@ -158,7 +188,8 @@ def main():
     S = Server("--no-builtin", "--token-file", tok)
     try:
         run([test_actor_filled_from_token, test_actor_not_spoofable, test_admin_may_set_actor,
-             test_lineage_passes_through, test_digest_endpoint, test_open_server_keeps_actor])
+             test_lineage_passes_through, test_digest_endpoint, test_projection_digest_endpoint,
+             test_open_server_keeps_actor])
     finally:
         code = S.stop()
         if code != 0:
