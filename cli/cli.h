@@ -103,6 +103,9 @@ void cli_catch_signals(cli *c);
  * NULL; the caller frees it with evl_proj_spec_free() (cli/cmd_proj.c). */
 struct evl_proj_spec *cli_find_spec(cli *c, const char *name);
 
+/* evlog digest --projection NAME (cli/cmd_proj.c). */
+int cli_proj_digest(cli *c, const char *name);
+
 /* ---- commands */
 
 int cmd_append(cli *c, const cli_command *cmd, int argc, char **argv);
@@ -111,6 +114,7 @@ int cmd_read(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_tail(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_export(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_verify(cli *c, const cli_command *cmd, int argc, char **argv);
+int cmd_digest(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_stats(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_replay(cli *c, const cli_command *cmd, int argc, char **argv);
 int cmd_rebuild(cli *c, const cli_command *cmd, int argc, char **argv);

@@ -123,6 +123,63 @@ int cmd_verify(cli *c, const cli_command *cmd, int argc, char **argv)
     return rc;
 }
 
+/* ================================================================ digest */
+
+int cmd_digest(cli *c, const cli_command *cmd, int argc, char **argv)
+{
+    static const cli_flag flags[] = {{"--at", 1, 1}, {"--projection", 1, 2}, {0}};
+    uint64_t at = 0;
+    const char *proj = NULL;
+    int have_at = 0;
+    cli_args a;
+    cli_args_init(&a, c, cmd, argc, argv);
+    for (;;) {
+        const char *v = NULL;
+        int r = cli_arg_next(&a, flags, &v);
+        if (r == CLI_ARG_END)
+            break;
+        if (r == 1) {
+            if (cli_flag_u64(cmd, "--at", v, &at) != CLI_OK)
+                return CLI_USAGE;
+            if (at == 0)
+                return cli_usage(cmd, "--at wants a position from 1");
+            have_at = 1;
+        } else if (r == 2) {
+            proj = v;
+        } else if (r == CLI_ARG_POS) {
+            return cli_usage(cmd, "unexpected argument '%s'", v);
+        } else {
+            return cli_arg_finish(&a, r);
+        }
+    }
+    if (proj && have_at)
+        return cli_usage(cmd, "--at is for the log's digest; a projection's is at its checkpoint");
+    if (proj)
+        return cli_proj_digest(c, proj);
+    evl_log *log = NULL;
+    int rc = cli_open(c, 1, &log);
+    if (rc != CLI_OK)
+        return rc;
+    evl_digest d;
+    uint64_t head = evl_log_head(log);
+    int err = evl_log_digest(log, at, &d);
+    evl_log_close(log);
+    if (err == EVL_ENOTFOUND) {
+        if (head == 0)
+            return cli_fail("the log is empty: no digest yet");
+        if (at > head)
+            return cli_fail("position %" PRIu64 " is past the head %" PRIu64, at, head);
+        return cli_fail("position %" PRIu64 " predates the hash chain", at ? at : head);
+    }
+    if (err != EVL_OK)
+        return cli_fail("digest: %s", evl_strerror(err));
+    char hex[2 * EVL_CHAIN_LEN + 1];
+    for (int i = 0; i < EVL_CHAIN_LEN; i++)
+        snprintf(hex + 2 * i, 3, "%02x", d.hash[i]);
+    printf("{\"position\":%" PRIu64 ",\"hash\":\"%s\"}\n", d.position, hex);
+    return cli_flush(stdout);
+}
+
 /* ================================================================= stats */
 
 static const char *human_bytes(uint64_t b, char buf[32])

@@ -546,3 +546,32 @@ int cmd_history(cli *c, const cli_command *cmd, int argc, char **argv) {
     session_close(&s);
     return rc;
 }
+
+/* evlog digest --projection NAME: bring it up to date (when no evlogd owns
+ * the directory), then hash its tables. */
+int cli_proj_digest(cli *c, const char *name) {
+    session s;
+    int rc = session_open(c, &s, name);
+    if (rc != CLI_OK) return rc;
+    char *path = db_path(c, &s, name), err[512];
+    evl_proj_digest d;
+    if (!path) {
+        rc = cli_fail("out of memory");
+    } else if ((s.eng && !evl_proj_db_path(s.eng, name)) || access(path, F_OK) != 0) {
+        rc = cli_fail("no projection named %s in %s", name, c->data_dir);
+    } else if ((s.eng ? evl_proj_digest_get(s.eng, name, &d, err, sizeof err)
+                      : evl_proj_digest_file(path, &d, err, sizeof err)) != EVL_OK) {
+        rc = cli_fail("digest of %s failed: %s", name, err);
+    } else {
+        char hex[65];
+        for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d.hash[i]);
+        json_t *o = json_pack("{s:s,s:I,s:s,s:I,s:I}", "projection", name, "position",
+                              (json_int_t)d.position, "hash", hex, "tables", (json_int_t)d.tables,
+                              "rows", (json_int_t)d.rows);
+        rc = o ? cli_print_json(stdout, o, JSON_COMPACT) : cli_fail("out of memory");
+        json_decref(o);
+    }
+    free(path);
+    session_close(&s);
+    return rc;
+}

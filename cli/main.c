@@ -48,7 +48,18 @@ static const cli_command commands[] = {
      "importing the same file twice adds nothing the second time.",
      cmd_import},
     {"verify", "",
-     "Check every record, checksum and index of the log.", cmd_verify},
+     "Check every record, checksum, index and the hash chain of the log; a broken\n"
+     "chain is reported at the first position whose record no longer matches.", cmd_verify},
+    {"digest", "[--at POS] [--projection NAME]",
+     "Print the log's hash-chain head as JSON {\"position\": P, \"hash\": HEX}: the\n"
+     "SHA-256 chain value that stands for every event up to P (docs/audit.md).\n"
+     "Write it down elsewhere; later, `evlog verify` and the same digest at P\n"
+     "prove that positions 1..P were not rewritten.\n"
+     "  --at POS           the digest at position POS (default: the head)\n"
+     "  --projection NAME  instead, a content hash of projection NAME's tables\n"
+     "                     (canonical order), brought up to date first without\n"
+     "                     evlogd: {\"projection\", \"position\", \"hash\", \"tables\", \"rows\"}",
+     cmd_digest},
     {"stats", "[--json]", "Show the size and contents of the log.", cmd_stats},
     {"backup", "DEST_DIR",
      "Copy the log, consistent and compacted, into DEST_DIR/log while it is in use,\n"

@@ -31,6 +31,8 @@ endfunction()
 evl_require(lmdb lmdb lmdb.h lmdb liblmdb-dev)
 evl_require(msgpack msgpack msgpack.h msgpackc libmsgpack-dev)
 evl_require(jansson jansson jansson.h jansson libjansson-dev)
+# libcrypto (OpenSSL) for SHA-256: the log's hash chain and hashed tokens
+evl_require(crypto libcrypto openssl/evp.h crypto libssl-dev)
 evl_require(sqlite3 sqlite3 sqlite3.h sqlite3 libsqlite3-dev)
 evl_require(event libevent event2/event.h event libevent-dev)
 evl_require(event_pthreads libevent_pthreads event2/thread.h event_pthreads libevent-dev)

@@ -51,6 +51,21 @@ static inline uint32_t evl__get_be32(const uint8_t *p) {
 /* CRC-32C (Castagnoli), the checksum inside every record. */
 uint32_t evl__crc32c(uint32_t crc, const void *buf, size_t len);
 
+/* SHA-256 (common/sha256.c, OpenSSL).  A hasher belongs to one thread at a
+ * time.  evl__sha256_new(): the caller frees *out with evl__sha256_free().
+ * evl__sha256_2() hashes a || b.  All return EVL_OK or EVL_ENOMEM. */
+#define EVL_SHA256_LEN 32
+typedef struct evl_sha256 evl_sha256;
+int evl__sha256_new(evl_sha256 **out);
+void evl__sha256_free(evl_sha256 *h);
+int evl__sha256_2(evl_sha256 *h, const void *a, size_t an, const void *b, size_t bn,
+                  uint8_t out[EVL_SHA256_LEN]);
+int evl__sha256_once(const void *p, size_t n, uint8_t out[EVL_SHA256_LEN]);
+/* Incremental: begin, add any number of times, end. */
+int evl__sha256_begin(evl_sha256 *h);
+int evl__sha256_add(evl_sha256 *h, const void *p, size_t n);
+int evl__sha256_end(evl_sha256 *h, uint8_t out[EVL_SHA256_LEN]);
+
 /* Wall clock in ns since the epoch; monotonic clock in ns. */
 int64_t evl__now_ns(void);
 int64_t evl__mono_ns(void);

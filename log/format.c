@@ -26,9 +26,25 @@
  * A record is one msgpack map that any msgpack decoder reads, keys in this
  * order:
  *
- *   "position": uint, "stream": str, "revision": uint, "id": bin(16),
- *   "type": str, "time": int (ns since epoch, UTC), "meta": map,
- *   "data": map, "crc": uint32 (always 0xce + 4 bytes)
+ *   "chain": bin(32), "position": uint, "stream": str, "revision": uint,
+ *   "id": bin(16), "type": str, "time": int (ns since epoch, UTC),
+ *   "meta": map, "data": map, "crc": uint32 (always 0xce + 4 bytes)
+ *
+ * "chain" is the record's link in the log's hash chain (added within
+ * format 1; records from before it have no "chain" and 9 keys):
+ *
+ *   h_0 = 32 zero bytes
+ *   h_n = SHA-256(h_{n-1} || raw_n[41 .. len-9])
+ *
+ * where raw_n[41 .. len-9] is every byte of record n after the chain value
+ * and before the crc trailer.  The record starts with the fixed 9 bytes
+ * 8a a5 "chain" c4 20, so its chain value is raw[9 .. 41] and the hashed
+ * bytes never need a msgpack walk: an auditor recomputes the chain from
+ * mdb_dump output with any SHA-256 (docs/audit.md).  Each record carries
+ * its own h_n rather than only h_{n-1}, so a record changed in place shows
+ * at its own position (its stored hash no longer matches), not at the next
+ * one, and the last record is covered too.  The CRC covers the chain value.
+ * An unchained (older) record counts as h = 32 zero bytes for the next.
  *
  * "data" comes last before "crc", whose 9 bytes end the record: a reader
  * finds the payload's extent without walking it (replay reads millions).
@@ -44,14 +60,16 @@
 
 static const char K_POS[] = "position", K_STREAM[] = "stream", K_REV[] = "revision",
                   K_ID[] = "id", K_TYPE[] = "type", K_TIME[] = "time", K_DATA[] = "data",
-                  K_META[] = "meta", K_CRC[] = "crc";
+                  K_META[] = "meta", K_CRC[] = "crc", K_CHAIN[] = "chain";
 
 #define PACK_KEY(pk, k) (msgpack_pack_str(pk, sizeof(k) - 1) || msgpack_pack_str_body(pk, k, sizeof(k) - 1))
 
-/* Encode a record into the msgpack_sbuffer @p sbuf (cleared first). */
-int evl__fmt_encode(void *sbuf, uint64_t pos, const char *stream, size_t stream_len,
-                    uint64_t rev, const uint8_t id[16], const char *type, size_t type_len,
-                    int64_t time_ns, const uint8_t *data, size_t data_len,
+/* Encode a record into the msgpack_sbuffer @p sbuf (cleared first), chained
+ * after @p prev (h_{n-1}); its own chain hash h_n goes to @p hash. */
+int evl__fmt_encode(void *sbuf, evl_sha256 *hasher, const uint8_t prev[EVL_CHAIN_LEN],
+                    uint8_t hash[EVL_CHAIN_LEN], uint64_t pos, const char *stream,
+                    size_t stream_len, uint64_t rev, const uint8_t id[16], const char *type,
+                    size_t type_len, int64_t time_ns, const uint8_t *data, size_t data_len,
                     const uint8_t *meta, size_t meta_len) {
     msgpack_sbuffer *sb = sbuf;
     msgpack_packer pk;
@@ -59,7 +77,11 @@ int evl__fmt_encode(void *sbuf, uint64_t pos, const char *stream, size_t stream_
     msgpack_sbuffer_clear(sb);
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     if (!meta || !meta_len) { meta = &empty_map; meta_len = 1; }
-    int bad = msgpack_pack_map(&pk, 9) ||
+    /* the chain slot holds h_{n-1} while hashing: then the hashed bytes,
+     * h_{n-1} || raw[41 .. len-9], are one contiguous run */
+    int bad = msgpack_pack_map(&pk, 10) ||
+              PACK_KEY(&pk, K_CHAIN) || msgpack_pack_bin(&pk, EVL_CHAIN_LEN) ||
+              msgpack_pack_bin_body(&pk, prev, EVL_CHAIN_LEN) ||
               PACK_KEY(&pk, K_POS) || msgpack_pack_uint64(&pk, pos) ||
               PACK_KEY(&pk, K_STREAM) || msgpack_pack_str(&pk, stream_len) ||
               msgpack_pack_str_body(&pk, stream, stream_len) ||
@@ -71,11 +93,21 @@ int evl__fmt_encode(void *sbuf, uint64_t pos, const char *stream, size_t stream_
               PACK_KEY(&pk, K_META) || msgpack_sbuffer_write(sb, (const char *)meta, meta_len) ||
               PACK_KEY(&pk, K_DATA) || msgpack_sbuffer_write(sb, (const char *)data, data_len);
     if (bad) return EVL_ENOMEM;
+    evl_assert(memcmp(sb->data, EVL_CHAIN_PREFIX, EVL_CHAIN_AT) == 0);
+    int rc = evl__sha256_2(hasher, sb->data + EVL_CHAIN_AT, sb->size - EVL_CHAIN_AT, NULL, 0, hash);
+    if (rc) return rc;
+    memcpy(sb->data + EVL_CHAIN_AT, hash, EVL_CHAIN_LEN);
     uint32_t crc = evl__crc32c(0, sb->data, sb->size);
     uint8_t tail[4 + 5] = {0xa3, 'c', 'r', 'c', 0xce};
     evl__put_be32(tail + 5, crc);
     if (msgpack_sbuffer_write(sb, (const char *)tail, sizeof tail)) return EVL_ENOMEM;
     return EVL_OK;
+}
+
+int evl__fmt_chain(evl_sha256 *hasher, const uint8_t prev[EVL_CHAIN_LEN], const uint8_t *raw,
+                   size_t len, uint8_t hash[EVL_CHAIN_LEN]) {
+    if (len < EVL_CHAIN_END + 9 || memcmp(raw, EVL_CHAIN_PREFIX, EVL_CHAIN_AT)) return EVL_ECORRUPT;
+    return evl__sha256_2(hasher, prev, EVL_CHAIN_LEN, raw + EVL_CHAIN_END, len - 9 - EVL_CHAIN_END, hash);
 }
 
 #define KEY_IS(val, name) ((val).v.s.len == sizeof(name) - 1 && memcmp((val).v.s.ptr, name, sizeof(name) - 1) == 0)
@@ -127,6 +159,8 @@ int evl_log_decode(const uint8_t *raw, size_t len, evl_event *ev) {
             memcpy(ev->id, v.v.s.ptr, 16); seen |= 64;
         } else if (KEY_IS(k, K_TIME) && (v.kind == EVL_MP_UINT || v.kind == EVL_MP_INT)) {
             ev->time_ns = v.kind == EVL_MP_UINT ? (int64_t)v.v.u : v.v.i; seen |= 128;
+        } else if (KEY_IS(k, K_CHAIN) && v.kind == EVL_MP_BIN && v.v.s.len == EVL_CHAIN_LEN) {
+            ev->chain = (const uint8_t *)v.v.s.ptr;
         } else if (KEY_IS(k, K_CRC) && v.kind == EVL_MP_UINT) {
             if (m.p != raw + len) return EVL_ECORRUPT; /* must be last: nothing unprotected */
             if (evl__crc32c(0, raw, (size_t)(key_at - raw)) != (uint32_t)v.v.u) return EVL_ECORRUPT;

@@ -16,7 +16,7 @@
 
 /* Upper bound of the envelope's bytes around stream, type, data and meta
  * (keys, headers, fixed-width numbers, CRC); see format.c. */
-#define EVL_RECORD_OVERHEAD 128
+#define EVL_RECORD_OVERHEAD 192
 
 typedef struct evl_req evl_req;
 typedef struct evl_watcher {
@@ -57,6 +57,8 @@ struct evl_log {
     uint64_t next_pos;
     int64_t last_time;        /* time of the last commit: times never go back */
     int64_t last_indexed_time;
+    evl_sha256 *hasher;
+    uint8_t chain[EVL_CHAIN_LEN]; /* h of the last record committed */
     int unflushed;            /* EVL_SYNC_NONE: commits since the last flush */
     int64_t next_reader_check; /* monotonic ns: when to look for dead readers' slots next */
 
@@ -70,10 +72,21 @@ struct evl_log {
 };
 
 /* format.c */
-int evl__fmt_encode(void *sbuf, uint64_t pos, const char *stream, size_t stream_len,
-                    uint64_t rev, const uint8_t id[16], const char *type, size_t type_len,
-                    int64_t time_ns, const uint8_t *data, size_t data_len,
+/* The chain slot: every chained record starts with these 9 bytes (a map of
+ * 10, "chain", bin8 of 32) and its hash is raw[EVL_CHAIN_AT .. EVL_CHAIN_END). */
+#define EVL_CHAIN_PREFIX "\x8a\xa5" "chain" "\xc4\x20"
+#define EVL_CHAIN_AT 9
+#define EVL_CHAIN_END (EVL_CHAIN_AT + EVL_CHAIN_LEN)
+int evl__fmt_encode(void *sbuf, evl_sha256 *hasher, const uint8_t prev[EVL_CHAIN_LEN],
+                    uint8_t hash[EVL_CHAIN_LEN], uint64_t pos, const char *stream,
+                    size_t stream_len, uint64_t rev, const uint8_t id[16], const char *type,
+                    size_t type_len, int64_t time_ns, const uint8_t *data, size_t data_len,
                     const uint8_t *meta, size_t meta_len);
+/* Recompute a chained record's h_n from @p prev and its bytes (it need not
+ * match the stored value: that is the caller's check).  EVL_ECORRUPT when
+ * the record does not start with the chain slot. */
+int evl__fmt_chain(evl_sha256 *hasher, const uint8_t prev[EVL_CHAIN_LEN], const uint8_t *raw,
+                   size_t len, uint8_t hash[EVL_CHAIN_LEN]);
 /* meta[key] when it is a string that the audit indexes hold (1 ..
  * EVL_MAX_META_INDEXED bytes): 1 with *s, *n set, else 0. */
 int evl__meta_indexed(const uint8_t *meta, size_t meta_len, const char *key, size_t key_len,
@@ -87,6 +100,10 @@ static inline void evl__stream_entry(uint8_t e[16], uint64_t rev, uint64_t pos) 
 }
 /* The last entry of a stream (its head): EVL_OK, EVL_ENOTFOUND, or an error. */
 int evl__stream_head(MDB_cursor *c, const char *stream, size_t len, uint64_t *rev, uint64_t *pos);
+
+/* chain.c: set log->chain to the last record's chain value (zeros when
+ * there is none).  Before the writer starts. */
+int evl__chain_load(evl_log *log);
 
 /* writer.c */
 int evl__writer_start(evl_log *log);

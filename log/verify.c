@@ -1,7 +1,10 @@
 /* evl_log_verify(): check the whole log and name the first problem.
  *
  * Pass 1 walks the records in position order: keys gap-free from 1, every
- * record decodes and passes its CRC, its position field equals its key,
+ * record decodes and passes its CRC, its hash-chain value is the one
+ * recomputed from the records before it and its own bytes (format.c; so a
+ * record edited in place, even with its CRC redone, is named by its own
+ * position), its position field equals its key,
  * times never decrease, and every index has the entry that points at it
  * (the audit indexes only for events whose meta has an indexable value).
  * Pass 2 walks the streams index: each stream's revisions contiguous from 0
@@ -67,16 +70,48 @@ static int check_audit(vctx *v, MDB_cursor *const ca[EVL_META_KEYS], const evl_e
     return EVL_OK;
 }
 
+/* The chain at record @p ev: @p chain holds h of the record before, and
+ * becomes this one's.  Checked before the record's other fields, so that a
+ * record edited in place is reported as such whatever was edited.
+ * Unchained records may only come before the first chained one. */
+static int check_chain(vctx *v, evl_sha256 *hasher, const evl_event *ev,
+                       uint8_t chain[EVL_CHAIN_LEN], uint64_t *chained_from) {
+    unsigned long long pos = (unsigned long long)ev->position;
+    if (!ev->chain) {
+        if (*chained_from)
+            return fail(v, "position %llu: hash chain broken: the record has no chain value "
+                           "(the chain starts at position %llu)", pos, (unsigned long long)*chained_from);
+        return EVL_OK; /* from before the chain: the next one starts from zeros */
+    }
+    if (!*chained_from) *chained_from = ev->position;
+    uint8_t h[EVL_CHAIN_LEN];
+    int rc = evl__fmt_chain(hasher, chain, ev->raw, ev->raw_len, h);
+    if (rc == EVL_ECORRUPT)
+        return fail(v, "position %llu: hash chain broken: the chain value is not where the format puts it", pos);
+    if (rc) return rc;
+    if (memcmp(h, ev->chain, EVL_CHAIN_LEN))
+        return fail(v, "position %llu: hash chain broken: the record does not hash to its chain "
+                       "value (its bytes or an earlier record's were changed)", pos);
+    memcpy(chain, h, EVL_CHAIN_LEN);
+    return EVL_OK;
+}
+
 int evl_log_verify(evl_log *log, char *problem, size_t problem_len, uint64_t *n_events,
                    evl_verify_progress progress, void *arg) {
     vctx v = {log, NULL, problem, problem_len};
     MDB_cursor *c = NULL, *ct = NULL, *cc = NULL, *cs = NULL, *ca[EVL_META_KEYS] = {NULL, NULL};
-    uint64_t expect = 1, n_audit[EVL_META_KEYS] = {0, 0};
+    uint64_t expect = 1, n_audit[EVL_META_KEYS] = {0, 0}, chained_from = 0;
+    uint8_t chain[EVL_CHAIN_LEN] = {0};
+    evl_sha256 *hasher = NULL;
     int64_t last_time = INT64_MIN;
     int rc;
     if (problem && problem_len) problem[0] = 0;
     if (n_events) *n_events = 0;
-    if ((rc = mdb_txn_begin(log->env, NULL, MDB_RDONLY, &v.txn))) return evl__lmdb_err(rc);
+    if ((rc = evl__sha256_new(&hasher))) return rc;
+    if ((rc = mdb_txn_begin(log->env, NULL, MDB_RDONLY, &v.txn))) {
+        evl__sha256_free(hasher);
+        return evl__lmdb_err(rc);
+    }
     uint64_t total = evl__head_from_txn(log, v.txn);
     if ((rc = mdb_cursor_open(v.txn, log->db_events, &c)) ||
         (rc = mdb_cursor_open(v.txn, log->db_types, &ct)) ||
@@ -97,6 +132,7 @@ int evl_log_verify(evl_log *log, char *problem, size_t problem_len, uint64_t *n_
         uint64_t pos = evl__get_be64(k.mv_data);
         if (pos != expect) { rc = fail(&v, "position %llu is missing (next record is %llu)", (unsigned long long)expect, (unsigned long long)pos); goto out; }
         if (evl_log_decode(val.mv_data, val.mv_size, &ev)) { rc = fail(&v, "position %llu: record does not decode or fails its CRC", (unsigned long long)pos); goto out; }
+        if ((rc = check_chain(&v, hasher, &ev, chain, &chained_from))) goto out;
         if (ev.position != pos) { rc = fail(&v, "position %llu: record says position %llu", (unsigned long long)pos, (unsigned long long)ev.position); goto out; }
         if (evl_name_check(ev.stream, ev.stream_len) || evl_name_check(ev.type, ev.type_len)) { rc = fail(&v, "position %llu: invalid stream or type name", (unsigned long long)pos); goto out; }
         if (ev.time_ns < last_time) { rc = fail(&v, "position %llu: time goes back", (unsigned long long)pos); goto out; }
@@ -170,5 +206,6 @@ out:
     for (int i = 0; i < EVL_META_KEYS; i++)
         if (ca[i]) mdb_cursor_close(ca[i]);
     mdb_txn_abort(v.txn);
+    evl__sha256_free(hasher);
     return rc;
 }

@@ -290,9 +290,9 @@ static int write_req(evl_log *log, group_ctx *g, evl_req *r, uint64_t *cur, int 
         for (size_t e = rs->first; e < rs->first + rs->n; e++, rev++) {
             req_event *re = &r->events[e];
             pos = log->next_pos++;
-            int rc = evl__fmt_encode(&g->rec, pos, rs->name, rs->len, rev, re->id, re->type,
-                                     re->type_len, g->time_ns, re->data, re->data_len, re->meta,
-                                     re->meta_len);
+            int rc = evl__fmt_encode(&g->rec, log->hasher, log->chain, log->chain, pos, rs->name,
+                                     rs->len, rev, re->id, re->type, re->type_len, g->time_ns,
+                                     re->data, re->data_len, re->meta, re->meta_len);
             if (rc) return rc;
             evl__put_be64(pkey, pos);
             MDB_val k = {8, pkey}, v = {g->rec.size, g->rec.data}, pv = {8, pkey};
@@ -365,6 +365,8 @@ static int out_of_space(evl_log *log, uint64_t group_bytes) {
 static int run_txn(evl_log *log, evl_req **reqs, size_t n, msgpack_sbuffer *rec, int *write_failed) {
     group_ctx g = {0};
     uint64_t start_pos = log->next_pos;
+    uint8_t start_chain[EVL_CHAIN_LEN]; /* the chain goes back with next_pos when nothing commits */
+    memcpy(start_chain, log->chain, EVL_CHAIN_LEN);
     int rc = evl__lmdb_err(mdb_txn_begin(log->env, NULL, 0, &g.txn));
     *write_failed = 0;
     if (rc) return rc;
@@ -388,6 +390,7 @@ static int run_txn(evl_log *log, evl_req **reqs, size_t n, msgpack_sbuffer *rec,
         *write_failed = 1;
         mdb_txn_abort(g.txn);
         log->next_pos = start_pos;
+        memcpy(log->chain, start_chain, EVL_CHAIN_LEN);
         return rc;
     }
     if (log->next_pos == start_pos) { /* nothing to write: every batch refused or a repeat */
@@ -406,6 +409,7 @@ static int run_txn(evl_log *log, evl_req **reqs, size_t n, msgpack_sbuffer *rec,
     if (log->opt.sync == EVL_SYNC_FULL) atomic_fetch_add(&log->n_syncs, 1);
     if (rc) {
         log->next_pos = start_pos;
+        memcpy(log->chain, start_chain, EVL_CHAIN_LEN);
         int err = evl__lmdb_err(rc);
         if (rc == EIO) {
             uint64_t group_bytes = 0;
@@ -585,6 +589,8 @@ static void *writer_main(void *arg) {
 }
 
 int evl__writer_start(evl_log *log) {
+    int rc = evl__sha256_new(&log->hasher);
+    if (rc || (rc = evl__chain_load(log))) return rc; /* evl_log_close() frees the hasher */
     int e = pthread_create(&log->writer, NULL, writer_main, log);
     if (e) return EVL_ESYS(e);
     log->writer_started = 1;

@@ -198,6 +198,18 @@ int evl_proj_wait_all(evl_proj_engine *e, uint64_t position, int timeout_ms) {
     return EVL_OK;
 }
 
+int evl_proj_digest_get(evl_proj_engine *e, const char *name, evl_proj_digest *out, char *err, size_t errlen) {
+    proj *p = find(e, name);
+    if (!p) {
+        snprintf(err, errlen, "no projection named %s", name);
+        return EVL_ENOTFOUND;
+    }
+    unsigned g = reader_enter(p); /* as a query: a rebuild's swap waits for it */
+    int rc = evl_proj_digest_file(p->path, out, err, errlen);
+    reader_leave(p, g);
+    return rc;
+}
+
 int evl_proj_query(evl_proj_engine *e, const char *name, const char *sql, const json_t *params,
                    const evl_proj_query_opts *opts, json_t **result, char *err, size_t errlen) {
     proj *p = find(e, name);

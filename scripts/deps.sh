@@ -3,7 +3,7 @@
 #   scripts/deps.sh [--bench] [--browser]
 set -eu
 PKGS="build-essential cmake pkg-config liblmdb-dev libsqlite3-dev libmsgpack-dev libevent-dev
-libjansson-dev lmdb-utils sqlite3 curl python3 python3-msgpack"
+libjansson-dev libssl-dev lmdb-utils sqlite3 curl python3 python3-msgpack"
 for opt in "$@"; do
   case "$opt" in
     # what the benchmarks drive the server with (not needed to build or test)

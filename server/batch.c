@@ -384,3 +384,77 @@ int evl__srv_batch_mp_multi(srv_batch *b, const uint8_t *body, size_t len) {
     }
     return finish(b);
 }
+
+/* ------------------------------------------------------------ actors */
+
+/* meta with "actor": @p name added as its last key, in a buffer the batch
+ * owns (*out).  The map header grows to the width its new count needs. */
+static int add_actor(srv_batch *b, const uint8_t *meta, size_t len, const char *name,
+                     const uint8_t **out, size_t *out_len) {
+    static const uint8_t empty = 0x80;
+    if (!meta) { meta = &empty; len = 1; }
+    uint32_t n;
+    size_t hdr;
+    if (meta[0] >= 0x80 && meta[0] <= 0x8f) { n = meta[0] & 0x0f; hdr = 1; }
+    else if (meta[0] == 0xde) { n = (uint32_t)meta[1] << 8 | meta[2]; hdr = 3; }
+    else { n = (uint32_t)meta[1] << 24 | (uint32_t)meta[2] << 16 | (uint32_t)meta[3] << 8 | meta[4]; hdr = 5; }
+    size_t nl = strlen(name); /* 1..255 (auth.c) */
+    uint8_t *buf = evl_malloc(len + 4 + 6 + 2 + nl), *p = buf;
+    if (!buf) return EVL_ENOMEM;
+    n++;
+    if (n <= 15) { *p++ = (uint8_t)(0x80 | n); }
+    else if (n <= 0xffff) { *p++ = 0xde; *p++ = (uint8_t)(n >> 8); *p++ = (uint8_t)n; }
+    else { *p++ = 0xdf; *p++ = (uint8_t)(n >> 24); *p++ = (uint8_t)(n >> 16); *p++ = (uint8_t)(n >> 8); *p++ = (uint8_t)n; }
+    memcpy(p, meta + hdr, len - hdr);
+    p += len - hdr;
+    memcpy(p, "\xa5" "actor", 6);
+    p += 6;
+    if (nl < 32) { *p++ = (uint8_t)(0xa0 | nl); }
+    else { *p++ = 0xd9; *p++ = (uint8_t)nl; }
+    memcpy(p, name, nl);
+    p += nl;
+    *out_len = (size_t)(p - buf);
+    *out = (const uint8_t *)keep(b, (const char *)buf, *out_len);
+    evl_free(buf);
+    return *out ? EVL_OK : EVL_ENOMEM;
+}
+
+int evl__srv_batch_actor(srv_batch *b, const srv_auth *a, srv_role role, const char *name) {
+    for (size_t i = 0; i < b->n_ev; i++) {
+        evl_event_in *e = &b->ev[i];
+        size_t n_actor = 0;
+        if (e->meta) {
+            /* a meta the log will refuse anyway: leave it to say why */
+            if (evl_mp_check(e->meta, e->meta_len, EVL_MAX_DEPTH, EVL_MP_STRING_KEYS, NULL)) continue;
+            evl_mp m = {e->meta, (const uint8_t *)e->meta + e->meta_len};
+            evl_mp_val v, k;
+            if (evl_mp_read(&m, &v) || v.kind != EVL_MP_MAP) continue;
+            /* every "actor" key: msgpack allows a key twice, and decoders
+             * differ on which one wins */
+            for (uint32_t j = 0; j < v.v.n; j++) {
+                if (evl_mp_read(&m, &k)) break;
+                evl_mp at = m;
+                if (evl_mp_skip(&m, EVL_MAX_DEPTH)) break;
+                if (k.v.s.len != 5 || memcmp(k.v.s.ptr, "actor", 5)) continue;
+                n_actor++;
+                if (role == ROLE_ADMIN || evl_mp_read(&at, &v) || v.kind != EVL_MP_STR) continue;
+                int own = name && strlen(name) == v.v.s.len && !memcmp(name, v.v.s.ptr, v.v.s.len);
+                if (!own && evl__srv_auth_is_name(a, v.v.s.ptr, v.v.s.len)) {
+                    b->event_index = i;
+                    fail(b, EVL_EINVAL, "events[%zu].meta.actor '%.*s' is another token's name: only an "
+                                        "admin token may append as another actor (this token is %s%s%s)",
+                         i, (int)v.v.s.len, v.v.s.ptr, name ? "'" : "", name ? name : "unnamed", name ? "'" : "");
+                    return SRV_ACTOR_FORBIDDEN;
+                }
+            }
+        }
+        if (!n_actor && name) {
+            const uint8_t *meta;
+            size_t len;
+            if (add_actor(b, e->meta, e->meta_len, name, &meta, &len)) return fail(b, EVL_ENOMEM, "out of memory");
+            e->meta = meta;
+            e->meta_len = len;
+        }
+    }
+    return EVL_OK;
+}

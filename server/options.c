@@ -24,7 +24,7 @@ static const key keys[] = {
     {"projections", K_DIR, 0, "DIR add every *.sql in DIR (repeatable)"},
     {"no-builtin", K_BOOL, O(no_builtin), "leave the built-in projections out"},
     {"sync", K_SYNC, O(log.sync), "full|none durability of appends (full)"},
-    {"token-file", K_STR, O(srv.token_file), "FILE bearer tokens: `SECRET ROLE` or `sha256:HEX ROLE`"},
+    {"token-file", K_STR, O(srv.token_file), "FILE bearer tokens: `SECRET ROLE [NAME]` or `sha256:HEX ROLE [NAME]`"},
     {"map-size", K_SIZE, O(log.map_size), "BYTES LMDB map size (256G)"},
     {"threads", K_U32, O(srv.threads), "N HTTP worker threads (CPUs, at most 16)"},
     {"pool-threads", K_U32, O(srv.pool_threads), "N most threads for queries and waits (16)"},

@@ -29,10 +29,12 @@ static const route routes[] = {
     {{"append"}, 1, NULL, evl__srv_append_multi, ROLE_NONE, ROLE_WRITER, 0},
     {{"events"}, 1, evl__srv_read_events, NULL, ROLE_READER, ROLE_NONE, 0},
     {{"events", "*"}, 2, evl__srv_read_event, NULL, ROLE_READER, ROLE_NONE, 0},
+    {{"digest"}, 1, evl__srv_digest, NULL, ROLE_READER, ROLE_NONE, 0},
     {{"subscribe"}, 1, evl__srv_subscribe, NULL, ROLE_READER, ROLE_NONE, 1},
     {{"projections"}, 1, evl__srv_proj_list, NULL, ROLE_READER, ROLE_NONE, 0},
     {{"projections", "*"}, 2, evl__srv_proj_list, NULL, ROLE_READER, ROLE_NONE, 0},
     {{"projections", "*", "rebuild"}, 3, NULL, evl__srv_proj_rebuild, ROLE_NONE, ROLE_ADMIN, 0},
+    {{"projections", "*", "digest"}, 3, evl__srv_proj_digest, NULL, ROLE_READER, ROLE_NONE, 0},
     {{"projections", "*", "query"}, 3, evl__srv_proj_query, evl__srv_proj_query, ROLE_READER,
      ROLE_READER, 0},
     {{"projections", "*", "history", "*", "*"}, 5, evl__srv_proj_history, NULL, ROLE_READER, ROLE_NONE, 0},
@@ -140,7 +142,7 @@ static int authorize(srv_req *q, const route *r, srv_role need) {
         return 0;
     }
     const char *tok = bearer(q, r);
-    q->role = tok ? evl__srv_auth_role(a, tok, strlen(tok)) : ROLE_NONE;
+    q->role = tok ? evl__srv_auth_role(a, tok, strlen(tok), &q->token_name) : ROLE_NONE;
     if (need == ROLE_NONE || q->role >= need) return 0;
     static const char *names[] = {"none", "reader", "writer", "admin"};
     if (q->role == ROLE_NONE)

@@ -7,6 +7,10 @@
  * and posts it to the worker's mailbox, and the worker answers.  So an
  * answer is only ever sent for what is durable, and no loop thread waits.
  *
+ * With a token file, meta.actor is the bearer token's name unless the client
+ * gives one, and only an admin token may give another token's name (403
+ * otherwise): see evl__srv_batch_actor().
+ *
  * 201 with the new positions; 200 with the original ones when every event
  * id was already in the log (an idempotent repeat); 409 naming the stream,
  * its expected and its current revision.
@@ -184,6 +188,14 @@ static append_ctx *ctx_new(const srv_rsp *r, srv_batch *b) {
 
 static void submit(srv_req *q, srv_batch *b, int rc) {
     srv_worker *w = q->rsp.w;
+    const srv_auth *auth = w->srv->auth;
+    /* who did it: the token, unless an admin says otherwise (batch.c) */
+    if (!rc && auth && (rc = evl__srv_batch_actor(b, auth, q->role, q->token_name)) == SRV_ACTOR_FORBIDDEN) {
+        json_t *x = json_pack("{s:I}", "event_index", (json_int_t)b->event_index);
+        if (x && q->token_name) json_object_set_new(x, "token", json_string(q->token_name));
+        evl__srv_problem(&q->rsp, 403, "actor-forbidden", x, "%s", b->why);
+        return;
+    }
     if (rc) {
         answer_err(&q->rsp, rc, NULL, EVL_REV_ANY, 0, b->why);
         return;

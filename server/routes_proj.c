@@ -466,3 +466,44 @@ void evl__srv_proj_history(srv_req *q) {
     }
     evl__srv_pool_submit(q->rsp.w->srv->pool, &p->job);
 }
+
+/* ------------------------------------------------------------- digest */
+
+/* GET /projections/{name}/digest: evl_proj_digest_get() on the pool (it reads
+ * every row), the same JSON as `evlog digest --projection NAME`. */
+static void digest_work(srv_job *j) {
+    pjob *p = (pjob *)j;
+    evl_proj_digest d;
+    p->rc = evl_proj_digest_get(j->w->srv->eng, p->name, &d, p->err, sizeof p->err);
+    if (p->rc) return;
+    char hex[65];
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d.hash[i]);
+    p->result = json_pack("{s:s,s:I,s:s,s:I,s:I}", "projection", p->name, "position", (json_int_t)d.position,
+                          "hash", hex, "tables", (json_int_t)d.tables, "rows", (json_int_t)d.rows);
+    if (!p->result) p->rc = EVL_ENOMEM;
+}
+
+static void digest_run(srv_worker *w, srv_msg *m) {
+    pjob *p = (pjob *)m;
+    w->inflight--;
+    if (p->rc == EVL_OK) {
+        evl__srv_reply_json(&p->rsp, 200, p->result);
+    } else {
+        const char *slug;
+        int code = evl__srv_err_status(p->rc, &slug);
+        evl__srv_problem(&p->rsp, code, slug, NULL, "digest of %s: %s", p->name,
+                         p->err[0] ? p->err : evl_strerror(p->rc));
+    }
+    pjob_free(p);
+}
+
+void evl__srv_proj_digest(srv_req *q) {
+    if (!q->rsp.w->srv->eng) {
+        evl__srv_problem(&q->rsp, 503, "unavailable", NULL, "projections are not running");
+        return;
+    }
+    if (known(q)) return;
+    pjob *p = pjob_new(q, digest_work, digest_run);
+    if (!p) return;
+    evl__srv_pool_submit(q->rsp.w->srv->pool, &p->job);
+}

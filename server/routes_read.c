@@ -282,3 +282,42 @@ void evl__srv_read_event(srv_req *q) {
     if (out) evbuffer_free(out);
     evl_free(raw);
 }
+
+/* GET /digest?at=POS: the hash-chain head (docs/audit.md), the same JSON as
+ * `evlog digest`.  Reading a record is cheap: no verification here, that is
+ * `evlog verify`'s job on the server's data dir. */
+void evl__srv_digest(srv_req *q) {
+    evl_log *log = q->rsp.w->srv->log;
+    uint64_t at = 0, head = evl_log_head(log);
+    int given;
+    if (u64_param(q, "at", &at, &given)) return;
+    if (given && at == 0) {
+        evl__srv_problem(&q->rsp, 400, "bad-request", NULL, "at must be a position from 1");
+        return;
+    }
+    if (at > head || head == 0) {
+        evl__srv_problem(&q->rsp, 404, "not-found", NULL, head ? "position %" PRIu64 " is past the head %" PRIu64
+                                                             : "the log is empty: no digest yet", at, head);
+        return;
+    }
+    evl_digest d;
+    int rc = evl_log_digest(log, at, &d);
+    if (rc == EVL_ENOTFOUND) {
+        evl__srv_problem(&q->rsp, 404, "not-found", NULL, "position %" PRIu64 " predates the hash chain",
+                         at ? at : head);
+        return;
+    }
+    if (rc) {
+        read_failed(q, rc);
+        return;
+    }
+    char hex[2 * EVL_CHAIN_LEN + 1];
+    for (int i = 0; i < EVL_CHAIN_LEN; i++) snprintf(hex + 2 * i, 3, "%02x", d.hash[i]);
+    json_t *o = json_pack("{s:I,s:s}", "position", (json_int_t)d.position, "hash", hex);
+    if (!o) {
+        evl__srv_problem(&q->rsp, 503, "unavailable", NULL, "out of memory");
+        return;
+    }
+    evl__srv_reply_json(&q->rsp, 200, o);
+    json_decref(o);
+}

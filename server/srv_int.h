@@ -110,10 +110,12 @@ typedef struct srv_auth srv_auth;
  * the caller frees *out with evl__srv_auth_free(). */
 int evl__srv_auth_load(const char *path, srv_auth **out, char *err, size_t errlen);
 void evl__srv_auth_free(srv_auth *a);
-/* The role of bearer token @p tok (ROLE_NONE when unknown), in constant time. */
-srv_role evl__srv_auth_role(const srv_auth *a, const char *tok, size_t len);
-/* SHA-256 of [p, p+n). */
-void evl__srv_sha256(const void *p, size_t n, uint8_t out[32]);
+/* The role of bearer token @p tok (ROLE_NONE when unknown), in constant
+ * time; *name is its name from the token file (NULL when it has none or is
+ * unknown), owned by @p a. */
+srv_role evl__srv_auth_role(const srv_auth *a, const char *tok, size_t len, const char **name);
+/* Is @p s (@p n bytes) the name of a token in the file? */
+int evl__srv_auth_is_name(const srv_auth *a, const char *s, size_t n);
 
 struct evl_srv {
     evl_srv_config cfg;
@@ -169,6 +171,7 @@ typedef struct srv_req {
     srv_kv param[SRV_MAX_PARAMS];/* decoded query parameters, in order */
     int n_param;
     srv_role role;
+    const char *token_name;      /* the bearer token's name (NULL: none), owned by srv->auth */
 } srv_req;
 
 /* --------------------------------------------------------- connections */
@@ -293,11 +296,13 @@ void evl__srv_append_multi(srv_req *q);
 void evl__srv_read_stream(srv_req *q);
 void evl__srv_read_events(srv_req *q);
 void evl__srv_read_event(srv_req *q);
+void evl__srv_digest(srv_req *q);
 void evl__srv_subscribe(srv_req *q);
 void evl__srv_proj_list(srv_req *q);
 void evl__srv_proj_rebuild(srv_req *q);
 void evl__srv_proj_query(srv_req *q);
 void evl__srv_proj_history(srv_req *q);
+void evl__srv_proj_digest(srv_req *q);
 void evl__srv_healthz(srv_req *q);
 void evl__srv_readyz(srv_req *q);
 void evl__srv_metrics(srv_req *q);

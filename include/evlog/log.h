@@ -193,6 +193,8 @@ typedef struct evl_event {
     size_t meta_len;
     const uint8_t *raw;        /**< the whole stored record */
     size_t raw_len;
+    const uint8_t *chain;      /**< its hash-chain value (#EVL_CHAIN_LEN bytes), NULL in
+                                    a record from before the chain (see evl_log_digest()) */
 } evl_event;
 
 /** What to read.  Zero-initialise, then set what you need; all filters
@@ -313,11 +315,40 @@ typedef struct evl_log_stats {
 /** @brief Fill @p st. */
 int evl_log_stats_get(evl_log *log, evl_log_stats *st);
 
+/** @name Hash chain (tamper evidence)
+ * Every record carries its link in a SHA-256 hash chain over positions:
+ * h_0 is 32 zero bytes and h_n = SHA-256(h_{n-1} || the bytes of record n
+ * after its chain value and before its crc trailer); see log/format.c and
+ * docs/audit.md.  h_n, the digest at position n, stands for the whole log
+ * up to n: an auditor who wrote it down can later show that positions 1..n
+ * were not rewritten (evl_log_verify() recomputes the chain, and the digest
+ * at n must still be the recorded one).  Records from before the chain have
+ * no chain value; the chain then starts after them, from 32 zero bytes.
+ * @{ */
+#define EVL_CHAIN_LEN 32
+
+/** The chain head at one position. */
+typedef struct evl_digest {
+    uint64_t position;
+    uint8_t hash[EVL_CHAIN_LEN];
+} evl_digest;
+
+/** @brief The digest (h_n) at position @p at, or at the head when @p at is 0.
+ * It is the chain value stored in that record; evl_log_verify() is what
+ * recomputes the chain from the records.
+ * @return EVL_OK; #EVL_ENOTFOUND when the log is empty, @p at is past the head,
+ *   or that record predates the chain; #EVL_ECORRUPT; an LMDB error. */
+int evl_log_digest(evl_log *log, uint64_t at, evl_digest *out);
+/** @} */
+
 /** Called by evl_log_verify() as it goes; return non-zero to stop. */
 typedef int (*evl_verify_progress)(void *arg, uint64_t done, uint64_t total);
 
 /** @brief Check the whole log: positions gap-free from 1, every record decodes
- * and passes its CRC, times non-decreasing, each stream's revisions contiguous
+ * and passes its CRC, the hash chain recomputes to every record's stored
+ * value (the first position whose content no longer matches is named; a
+ * record without a chain value after a chained one breaks it too), times
+ * non-decreasing, each stream's revisions contiguous
  * from 0, and every index entry (streams, heads, ids, types, categories,
  * actors, correlations, times) consistent with the records, in both directions.
  * @param[out] problem on #EVL_ECORRUPT a sentence naming the first problem

@@ -217,6 +217,30 @@ int evl_proj_query_file(const char *db_path, const char *sql, const json_t *para
                         const evl_proj_query_opts *opts, json_t **result, char *err,
                         size_t errlen);
 
+/** A projection's content digest (evl_proj_digest_file()). */
+typedef struct evl_proj_digest {
+    uint64_t position;        /**< the checkpoint the tables stood at */
+    uint64_t tables, rows;    /**< what was hashed */
+    uint8_t hash[32];         /**< SHA-256 of the canonical encoding */
+} evl_proj_digest;
+
+/** @brief A content hash of a projection file's tables in a canonical order.
+ *
+ * Tables by name (leaving out `sqlite_*` and evlog's own `_evl_*` tables),
+ * each with its column names, its rows ordered by primary key then every
+ * other column, values typed (NULL, integer, real bits, text, blob): two
+ * files with the same rows give the same hash whatever their pages or
+ * rowids.  The encoding is documented in projections/digest.c and
+ * docs/audit.md.  Read in one read transaction with the checkpoint.
+ * @param[out] err a sentence on failure (NUL-terminated, at most @p errlen).
+ * @return EVL_OK, #EVL_ENOTFOUND (no such file), #EVL_ESQL, #EVL_ENOMEM. */
+int evl_proj_digest_file(const char *db_path, evl_proj_digest *out, char *err, size_t errlen);
+
+/** @brief evl_proj_digest_file() on projection @p name of a running engine
+ * (safe against a rebuild swapping the file, like evl_proj_query()). */
+int evl_proj_digest_get(evl_proj_engine *eng, const char *name, evl_proj_digest *out, char *err,
+                    size_t errlen);
+
 /** @brief evl_proj_query_file() on projection @p name of a running engine. */
 int evl_proj_query(evl_proj_engine *eng, const char *name, const char *sql,
                    const json_t *params, const evl_proj_query_opts *opts, json_t **result,

@@ -40,7 +40,8 @@ for block in re.findall(r"^```sh\n(.*?)^```$", doc, re.S | re.M):
         names.append(m.group(1))
         open("%s/recipe-%s.sh" % (out, m.group(1)), "w").write(block)
 want = ["history", "a", "a-row", "a-cli", "b", "b-log", "c", "c-cli"]
-if names != want:
+# the tamper-evidence recipes (t-...) are audit_tamper_test.sh's
+if [n for n in names if not n.startswith("t-")] != want:
     sys.exit("docs/audit.md has recipes %r, this test checks %r" % (names, want))
 EOF
 

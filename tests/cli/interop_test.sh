@@ -90,7 +90,7 @@ for (key, raw), ack, exp, (stream, rev, typ, data, meta) in zip(records, acks, e
     rec = msgpack.unpackb(raw, raw=False)
     if not isinstance(rec, dict):
         fail("record is not a map: %r" % rec)
-    keys = ['position', 'stream', 'revision', 'id', 'type', 'time', 'data', 'meta', 'crc']
+    keys = ['chain', 'position', 'stream', 'revision', 'id', 'type', 'time', 'data', 'meta', 'crc']
     if sorted(rec) != sorted(keys):
         fail("record keys %r" % sorted(rec))
     pos = int.from_bytes(key, 'big')

@@ -44,8 +44,10 @@ static void test_roundtrip(evl_log *log) {
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
     CHECK(msgpack_unpack_next(&up, (const char *)raw, len, NULL) == MSGPACK_UNPACK_SUCCESS);
-    CHECK(up.data.type == MSGPACK_OBJECT_MAP && up.data.via.map.size == 9);
-    CHECK(up.data.via.map.ptr[8].key.via.str.size == 3 && !memcmp(up.data.via.map.ptr[8].key.via.str.ptr, "crc", 3));
+    CHECK(up.data.type == MSGPACK_OBJECT_MAP && up.data.via.map.size == 10);
+    CHECK(up.data.via.map.ptr[9].key.via.str.size == 3 && !memcmp(up.data.via.map.ptr[9].key.via.str.ptr, "crc", 3));
+    CHECK(up.data.via.map.ptr[0].key.via.str.size == 5 && !memcmp(up.data.via.map.ptr[0].key.via.str.ptr, "chain", 5));
+    CHECK(up.data.via.map.ptr[0].val.type == MSGPACK_OBJECT_BIN && up.data.via.map.ptr[0].val.via.bin.size == 32);
     msgpack_unpacked_destroy(&up);
     evl_free(raw);
     CHECK_RC(evl_log_get(log, 99, &raw, &len), EVL_ENOTFOUND);

@@ -96,6 +96,8 @@ def test_refused_token_files():
     bad_token_file("# only a comment\n", "no tokens")
     bad_token_file("ok reader\nsha256:abc admin\n", "bad-tokens:2: sha256: wants 64 hex digits")
     bad_token_file("a b c\n", "bad-tokens:1")
+    bad_token_file("x reader alice extra\n", "bad-tokens:1")
+    bad_token_file("ok reader\ny writer \x7fname\n", "bad-tokens:2: NAME")
     p = subprocess.run([EVLOGD, "--data", os.path.join(TMP, "d3"), "--listen", "127.0.0.1:0",
                         "--token-file", os.path.join(TMP, "missing")], stderr=subprocess.PIPE, timeout=30)
     if p.returncode == 0 or b"missing" not in p.stderr:
