@@ -45,7 +45,10 @@ int main(void) {
         evl_free(r.acks);
     }
     pthread_t t;
+    uint64_t before = evl_log_head(log);
     CHECK(pthread_create(&t, NULL, append_loop, &a) == 0);
+    /* the backup must race live appends: wait for the appender's first */
+    while (evl_log_head(log) <= before) evl_log_wait(log, before, 1000, NULL);
     uint64_t at_start;
     OK(evl_log_backup(log, test_path("backup"), &at_start));
     a.stop = 1;
