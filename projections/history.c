@@ -11,7 +11,9 @@
  * One history row per column changed: an insert records each non-NULL
  * column (old NULL), a delete each non-NULL column (new NULL), an update
  * each column whose value changed (an update that changes nothing records
- * nothing).  An update of the key itself is recorded as a delete of the old
+ * nothing).  The line's EXCEPT columns are never looked at: an update that
+ * changes only them records nothing, and takes no `seq`, so the entries are
+ * those of a spec whose table lacked those columns.  An update of the key itself is recorded as a delete of the old
  * key and an insert of the new one, so each key's list is complete; a row
  * whose key is NULL has no history (nothing could look it up).  `seq`
  * numbers the row changes of one event, so entries group by
@@ -135,6 +137,7 @@ static int whole_row(proj_hist *h, sqlite3 *db, uint32_t t, int op, getter get, 
     size_t before = h->n;
     for (size_t c = 0; c < sh->n_cols; c++) {
         sqlite3_value *v = NULL;
+        if (sh->skip && sh->skip[c]) continue;
         if (get(db, (int)c, &v) != SQLITE_OK) return -1;
         if (!v || sqlite3_value_type(v) == SQLITE_NULL) continue;
         hrec *r = new_rec(h, t, op, (int)c);
@@ -180,6 +183,7 @@ static void hook(void *arg, sqlite3 *db, int op, const char *zdb, const char *zt
             bad = copy_value(h, opk, &pk);
             for (size_t c = 0; c < sh->n_cols && !bad; c++) {
                 sqlite3_value *o = NULL, *n = NULL;
+                if (sh->skip && sh->skip[c]) continue;
                 if (sqlite3_preupdate_old(db, (int)c, &o) != SQLITE_OK || sqlite3_preupdate_new(db, (int)c, &n) != SQLITE_OK) {
                     bad = 1;
                     break;
@@ -218,27 +222,41 @@ int evl__proj_hist_setup(proj *p, char *err, size_t errlen) {
     return EVL_OK;
 }
 
-/* old and new have no declared type: no affinity, each value keeps its own. */
+static int insert_rows(sqlite3 *db, const char *sql, const evl_proj_spec *sp, int except, char *err, size_t errlen) {
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK) snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+    for (size_t i = 0; rc == SQLITE_OK && i < sp->n_hist; i++) {
+        const spec_history *h = &sp->hist[i];
+        for (size_t c = 0; rc == SQLITE_OK && c < (except ? h->n_cols : 1); c++) {
+            if (except && !(h->skip && h->skip[c])) continue;
+            sqlite3_bind_text(st, 1, h->table, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 2, h->cols[except ? c : (size_t)h->pk], -1, SQLITE_STATIC);
+            rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+            if (rc) snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+            sqlite3_reset(st);
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* old and new have no declared type: no affinity, each value keeps its own.
+ * _evl_history_except lists the EXCEPT columns, so that a question about one
+ * is answered "not recorded" rather than with an empty list (files made
+ * before it existed have no such table, and no EXCEPT either). */
 int evl__proj_hist_create(sqlite3 *db, const evl_proj_spec *sp, char *err, size_t errlen) {
     if (sp->n_hist == 0) return SQLITE_OK;
     int rc = evl__proj_exec(db,
                             "CREATE TABLE _evl_history (table_name TEXT NOT NULL, pk TEXT NOT NULL,"
                             " position INTEGER NOT NULL, seq INTEGER NOT NULL, col INTEGER NOT NULL, op TEXT NOT NULL,"
                             " column_name TEXT, old, new, PRIMARY KEY (table_name, pk, position, seq, col)) WITHOUT ROWID;"
-                            "CREATE TABLE _evl_history_tables (table_name TEXT PRIMARY KEY, key_column TEXT NOT NULL);",
+                            "CREATE TABLE _evl_history_tables (table_name TEXT PRIMARY KEY, key_column TEXT NOT NULL);"
+                            "CREATE TABLE _evl_history_except (table_name TEXT NOT NULL, column_name TEXT NOT NULL,"
+                            " PRIMARY KEY (table_name, column_name)) WITHOUT ROWID;",
                             err, errlen);
-    sqlite3_stmt *st = NULL;
-    if (rc == SQLITE_OK &&
-        (rc = sqlite3_prepare_v2(db, "INSERT INTO _evl_history_tables VALUES (?1, ?2)", -1, &st, NULL)) != SQLITE_OK)
-        snprintf(err, errlen, "%s", sqlite3_errmsg(db));
-    for (size_t i = 0; rc == SQLITE_OK && i < sp->n_hist; i++) {
-        sqlite3_bind_text(st, 1, sp->hist[i].table, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, sp->hist[i].cols[sp->hist[i].pk], -1, SQLITE_STATIC);
-        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
-        if (rc) snprintf(err, errlen, "%s", sqlite3_errmsg(db));
-        sqlite3_reset(st);
-    }
-    sqlite3_finalize(st);
+    if (rc == SQLITE_OK) rc = insert_rows(db, "INSERT INTO _evl_history_tables VALUES (?1, ?2)", sp, 0, err, errlen);
+    if (rc == SQLITE_OK) rc = insert_rows(db, "INSERT INTO _evl_history_except VALUES (?1, ?2)", sp, 1, err, errlen);
     return rc;
 }
 

@@ -55,7 +55,7 @@ static int add_event(evl_log *log, uint64_t pos, json_t *e) {
     return EVL_OK;
 }
 
-/* Is @p table kept with history in this file, and does it have @p column? */
+/* Is @p table kept with history in this file, and is @p column one of its recorded columns? */
 static int check_table(sqlite3 *db, const char *table, const char *column, char *err, size_t errlen) {
     sqlite3_stmt *st = NULL;
     int found = 0;
@@ -79,6 +79,20 @@ static int check_table(sqlite3 *db, const char *table, const char *column, char 
     sqlite3_finalize(st);
     if (!found) {
         snprintf(err, errlen, "table %s has no column %s", table, column);
+        return EVL_EINVAL;
+    }
+    /* an EXCEPT column would answer an empty list, which reads as "never changed" */
+    found = 0;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM _evl_history_except WHERE table_name = ?1 AND column_name = ?2", -1,
+                           &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, column, -1, SQLITE_STATIC);
+        found = sqlite3_step(st) == SQLITE_ROW;
+    }
+    sqlite3_finalize(st);
+    if (found) {
+        snprintf(err, errlen, "column %s of table %s is not recorded (its @history line excludes it: EXCEPT %s)",
+                 column, table, column);
         return EVL_EINVAL;
     }
     return EVL_OK;

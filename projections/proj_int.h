@@ -37,8 +37,9 @@ typedef struct spec_handler {
     size_t n_stmts;
 } spec_handler;
 
-/* A `-- @history TABLE` line, checked against the DDL: the table's columns
- * in declaration order (what the pre-update hook numbers) and its key. */
+/* A `-- @history TABLE [KEY_COLUMN] [EXCEPT COLUMN, ...]` line, checked
+ * against the DDL: the table's columns in declaration order (what the
+ * pre-update hook numbers), its key and the columns it does not record. */
 typedef struct spec_history {
     char *table;
     int line;
@@ -47,6 +48,9 @@ typedef struct spec_history {
     int pk;              /* index of the key column: the single PRIMARY KEY, or the
                             UNIQUE column the line names (`-- @history TABLE COLUMN`) */
     char *key;           /* the column the line names, or NULL */
+    char **except;       /* the columns after EXCEPT, as written */
+    size_t n_except;
+    unsigned char *skip; /* n_cols flags: 1 = an EXCEPT column, never recorded (NULL: none) */
 } spec_history;
 
 struct evl_proj_spec {

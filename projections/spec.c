@@ -160,32 +160,95 @@ static int add_type(spec_handler *h, const char *t, size_t n) {
 
 typedef struct body { const char *a, *b; } body;
 
+static const char *skip_sp(const char *s, const char *end) {
+    while (s < end && (*s == ' ' || *s == '\t')) s++;
+    return s;
+}
+
+static const char *word_end(const char *s, const char *end) {
+    while (s < end && *s != ' ' && *s != '\t' && *s != ',') s++;
+    return s;
+}
+
+static int is_except(const char *w, const char *we) { return we - w == 6 && !strncasecmp(w, "EXCEPT", 6); }
+
+/* The columns after EXCEPT: `a, b, c` (at least one; commas between). */
+static int add_except(parser *p, int line, spec_history *h, const char *s, const char *b) {
+    for (;;) {
+        s = skip_sp(s, b);
+        const char *we = word_end(s, b);
+        if (we == s)
+            return fail(p, line, "@history %s: EXCEPT wants a list of columns separated by commas (EXCEPT a, b)",
+                        h->table);
+        for (size_t i = 0; i < h->n_except; i++)
+            if (strlen(h->except[i]) == (size_t)(we - s) && !strncasecmp(h->except[i], s, (size_t)(we - s)))
+                return fail(p, line, "@history %s: EXCEPT lists %.*s twice", h->table, (int)(we - s), s);
+        char **g = evl_realloc(h->except, (h->n_except + 1) * sizeof *g);
+        if (!g) return EVL_ENOMEM;
+        h->except = g;
+        if (!(h->except[h->n_except] = dup_range(s, we))) return EVL_ENOMEM;
+        h->n_except++;
+        s = skip_sp(we, b);
+        if (s == b) return EVL_OK;
+        if (*s != ',')
+            return fail(p, line, "@history %s: EXCEPT wants a list of columns separated by commas (EXCEPT a, b)",
+                        h->table);
+        s++;
+    }
+}
+
+/* `TABLE [KEY_COLUMN] [EXCEPT COLUMN, ...]`; the names are checked
+ * against the DDL by check_history(). */
 static int add_history(parser *p, int line, const char *a, const char *b) {
+    static const char usage[] = "@history wants TABLE [KEY_COLUMN] [EXCEPT COLUMN, ...]";
     evl_proj_spec *sp = p->spec;
     if (!sp->name) return fail(p, line, "@history before the @projection line");
-    const char *k = a, *ke = NULL;
-    while (k < b && *k != ' ' && *k != '\t') k++;
-    if (k < b) { /* TABLE KEY_COLUMN */
-        const char *t_end = k;
-        while (k < b && (*k == ' ' || *k == '\t')) k++;
-        ke = b;
-        b = t_end;
-        if (memchr(k, ' ', (size_t)(ke - k)) || memchr(k, '\t', (size_t)(ke - k)))
-            return fail(p, line, "@history wants TABLE or TABLE KEY_COLUMN");
-    }
     if (a == b) return fail(p, line, "@history needs a table name");
+    const char *te = word_end(a, b);
+    if (te == a || (te < b && *te == ',')) return fail(p, line, "%s", usage);
+    const char *k = skip_sp(te, b), *ke = word_end(k, b), *x = NULL;
+    if (k < b && is_except(k, ke)) {
+        x = ke;
+        k = ke = NULL;
+    } else if (k < b) {
+        if (ke == k) return fail(p, line, "%s", usage);
+        const char *w = skip_sp(ke, b), *we = word_end(w, b);
+        if (w < b && !is_except(w, we)) return fail(p, line, "%s", usage);
+        if (w < b) x = we;
+    } else {
+        k = ke = NULL;
+    }
     for (size_t i = 0; i < sp->n_hist; i++)
-        if ((size_t)(b - a) == strlen(sp->hist[i].table) && !memcmp(a, sp->hist[i].table, (size_t)(b - a)))
+        if ((size_t)(te - a) == strlen(sp->hist[i].table) && !memcmp(a, sp->hist[i].table, (size_t)(te - a)))
             return fail(p, line, "a second @history line for table %s (first on line %d)", sp->hist[i].table,
                         sp->hist[i].line);
     spec_history *g = evl_realloc(sp->hist, (sp->n_hist + 1) * sizeof *g);
     if (!g) return EVL_ENOMEM;
     sp->hist = g;
-    memset(&g[sp->n_hist], 0, sizeof *g);
-    g[sp->n_hist].line = line;
-    if (!(g[sp->n_hist].table = dup_range(a, b))) return EVL_ENOMEM;
-    sp->n_hist++;
-    if (ke && !(g[sp->n_hist - 1].key = dup_range(k, ke))) return EVL_ENOMEM;
+    spec_history *h = &g[sp->n_hist++];
+    memset(h, 0, sizeof *h);
+    h->line = line;
+    if (!(h->table = dup_range(a, te))) return EVL_ENOMEM;
+    if (k && !(h->key = dup_range(k, ke))) return EVL_ENOMEM;
+    return x ? add_except(p, line, h, x, b) : EVL_OK;
+}
+
+/* EXCEPT names columns of the table other than its key: the key is what
+ * every entry is found by, so an insert or delete without it would be lost. */
+static int except_columns(parser *p, spec_history *h) {
+    if (h->n_except == 0) return EVL_OK;
+    if (!(h->skip = evl_calloc(h->n_cols, 1))) return EVL_ENOMEM;
+    for (size_t i = 0; i < h->n_except; i++) {
+        size_t c = 0;
+        while (c < h->n_cols && strcasecmp(h->cols[c], h->except[i])) c++;
+        if (c == h->n_cols)
+            return fail(p, h->line, "@history %s: EXCEPT %s: the table has no column %s", h->table, h->except[i],
+                        h->except[i]);
+        if ((int)c == h->pk)
+            return fail(p, h->line, "@history %s: EXCEPT %s: %s is the key the history is found by; it is always "
+                        "recorded", h->table, h->except[i], h->except[i]);
+        h->skip[c] = 1;
+    }
     return EVL_OK;
 }
 
@@ -277,6 +340,7 @@ static int check_history(parser *p, sqlite3 *db) {
         else if (pks > 1)
             rc = fail(p, h->line, "@history %s: a composite PRIMARY KEY cannot key the history; name a UNIQUE "
                       "column (-- @history %s COLUMN)", h->table, h->table);
+        if (rc == EVL_OK) rc = except_columns(p, h);
     }
 out:
     sqlite3_finalize(m);
@@ -440,6 +504,9 @@ void evl_proj_spec_free(evl_proj_spec *sp) {
         evl_free(sp->hist[i].cols);
         evl_free(sp->hist[i].table);
         evl_free(sp->hist[i].key);
+        for (size_t c = 0; c < sp->hist[i].n_except; c++) evl_free(sp->hist[i].except[c]);
+        evl_free(sp->hist[i].except);
+        evl_free(sp->hist[i].skip);
     }
     evl_free(sp->hist);
     for (size_t i = 0; i < sp->n_tables; i++) evl_free(sp->tables[i]);

@@ -13,7 +13,10 @@
 -- set it so the rows keep their original timestamps.  See docs/events.md.
 -- @projection jobs
 -- History (docs/audit.md): what a job's row looked like before it failed.
--- @history jobs
+-- Not the download's progress: every JobProgressed tick moves progress and
+-- downloaded_bytes, nobody audits them, and they were most of the history's
+-- rows and of its cost (docs/projections.md, "Field-level history").
+-- @history jobs EXCEPT progress, downloaded_bytes
 
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,

@@ -41,8 +41,10 @@
 -- Every event may carry `at` (ISO-8601 UTC text); without it the commit time is used.
 -- @projection saas
 -- History (docs/audit.md): a simulation job's states; who changed a
--- tier's model routing (kept by tier, its key for users).
--- @history simulation_jobs
+-- tier's model routing (kept by tier, its key for users).  Not a job's
+-- heartbeats: each SimulationJobHeartbeatReceived moves last_heartbeat and the
+-- live_status snapshot (pipeline_stage, which changes once per stage, is kept).
+-- @history simulation_jobs EXCEPT last_heartbeat, live_status
 -- @history model_routing sim_tier
 
 CREATE TABLE IF NOT EXISTS users (
