@@ -118,6 +118,11 @@ rc=0; "$EVLOG" --data "$D" history tasks tasks 42 --column nope 2>"$T/err" || rc
 [ "$rc" = 1 ] && grep -q "no column nope" "$T/err" || fail "history --column nope: $rc"
 rc=0; "$EVLOG" --data "$D" history tasks tasks 2>/dev/null || rc=$?
 [ "$rc" = 2 ] || fail "history without KEY: $rc"
+# jobs keeps no history of progress (-- @history jobs EXCEPT progress, ...): refused, not an empty list
+rc=0; "$EVLOG" --data "$D" history jobs jobs j1 --column progress 2>"$T/err" || rc=$?
+[ "$rc" = 1 ] && grep -q "column progress of table jobs is not recorded" "$T/err" || fail "history --column progress: $rc"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/projections/jobs/history/jobs/j1?column=downloaded_bytes")" = 400 ] \
+    || fail "GET history ?column=downloaded_bytes is not 400"
 
 kill "$DPID"
 wait "$DPID" || fail "evlogd exited non-zero"
