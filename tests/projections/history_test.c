@@ -377,6 +377,8 @@ int main(void) {
     const char *names[] = {"tasks", "jobs", "saas"};
     for (size_t k = 0; k < 3; k++) {
         json_t *cnt;
+        /* the earlier rounds appended events that only their projection was waited for */
+        OK(evl_proj_wait(e, names[k], head, 60000));
         OK(evl_proj_query(e, names[k], "SELECT count(*) FROM _evl_history", NULL, NULL, &cnt, err, sizeof err));
         json_int_t n = json_integer_value(json_array_get(json_array_get(json_object_get(cnt, "rows"), 0), 0));
         json_decref(cnt);
