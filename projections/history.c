@@ -13,8 +13,9 @@
  * each column whose value changed (an update that changes nothing records
  * nothing).  The line's EXCEPT columns are never looked at: an update that
  * changes only them records nothing, and takes no `seq`, so the entries are
- * those of a spec whose table lacked those columns.  An update of the key itself is recorded as a delete of the old
- * key and an insert of the new one, so each key's list is complete; a row
+ * those of a spec whose table lacked those columns.  An update of the key
+ * itself is recorded as a delete of the old key and an insert of the new
+ * one, so each key's list is complete; a row
  * whose key is NULL has no history (nothing could look it up).  `seq`
  * numbers the row changes of one event, so entries group by
  * (position, seq), and `col` is the column's number.  Everything depends
@@ -222,6 +223,8 @@ int evl__proj_hist_setup(proj *p, char *err, size_t errlen) {
     return EVL_OK;
 }
 
+/* One row per @history line (its key column), or with @p except one per
+ * EXCEPT column, through the two-parameter INSERT @p sql. */
 static int insert_rows(sqlite3 *db, const char *sql, const evl_proj_spec *sp, int except, char *err, size_t errlen) {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
