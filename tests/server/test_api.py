@@ -85,6 +85,16 @@ def test_append_400_names_the_problem():
                            400, "body %r" % (body,))
         if word not in p["detail"]:
             fail("body %r: detail %r does not name %r" % (body, p["detail"], word))
+    # msgpack batches name the event too (the index is formatted by hand)
+    mp_cases = [
+        ([{"type": "A"}] * 12 + [{"data": {}}], "events[12]"),
+        ([{"type": "A"}] * 3 + [{"type": "A", "data": 5}], "events[3].data"),
+    ]
+    for body, word in mp_cases:
+        p = expect_problem(S.post("/streams/x-1", msgpack.packb(body),
+                                  headers={"Content-Type": "application/msgpack"}), 400, word)
+        if word not in p["detail"]:
+            fail("msgpack body: detail %r does not name %r" % (p["detail"], word))
     p = expect_problem(S.post("/streams/bad%01name", {"type": "A"}), 400, "stream name")
     if "stream" not in p["detail"]:
         fail("detail %r" % p)
