@@ -222,7 +222,7 @@ int main(int argc, char **argv)
     if (!replay_n)
         replay_n = env.quick ? 100000 : 10000000;
     if (!mat_n)
-        mat_n = env.quick ? 100000 : 1000000;
+        mat_n = env.quick ? 20000 : 1000000;
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);

@@ -127,6 +127,32 @@ def test_append_multi_stream_is_atomic():
             fail("detail %r lacks %r" % (p["detail"], word))
 
 
+def test_append_answer_escapes_and_idempotent():
+    # the 201/200 body is written by hand (no JSON tree): a stream name with
+    # a quote and a backslash must come back intact, in JSON and in msgpack,
+    # and a repeat of the same ids must say idempotent in both
+    name = 'q"uo\\te-1'
+    path = "/streams/" + urllib.parse.quote(name, safe="")
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    evs = [{"type": "T", "id": i, "data": {"k": n}} for n, i in enumerate(ids)]
+    r = expect(S.post(path, evs), 201, "append to an odd name")
+    body = r.json()
+    if [a["stream"] for a in body["events"]] != [name] * 3 or [a["id"] for a in body["events"]] != ids:
+        fail("acks %r" % body)
+    if [a["revision"] for a in body["events"]] != [0, 1, 2] or "idempotent" in body:
+        fail("acks %r" % body)
+    first = body["events"][0]["position"]
+    if r.header("Location") != "/events/%d" % first:
+        fail("Location %r" % r.header("Location"))
+    r = expect(S.post(path, evs), 200, "the same ids again")
+    if r.json() != dict(body, idempotent=True):
+        fail("idempotent answer %r" % r.body)
+    mp = {"Content-Type": "application/msgpack", "Accept": "application/msgpack"}
+    r = expect(S.post(path, msgpack.packb(evs), headers=mp), 200, "again, in msgpack")
+    if msgpack.unpackb(r.body, raw=False) != dict(body, idempotent=True):
+        fail("msgpack idempotent answer %r" % r.body)
+
+
 def test_msgpack_in_and_out():
     mp = {"Content-Type": "application/msgpack", "Accept": "application/msgpack"}
     eid = uuid.uuid4()
@@ -304,7 +330,8 @@ def main():
     S = Server("--no-builtin")
     try:
         run([test_append_one_and_idempotent_repeat, test_id_conflicts, test_append_array_and_expected_revision,
-             test_append_400_names_the_problem, test_append_multi_stream_is_atomic, test_msgpack_in_and_out,
+             test_append_400_names_the_problem, test_append_multi_stream_is_atomic,
+             test_append_answer_escapes_and_idempotent, test_msgpack_in_and_out,
              test_read_paging_follows_next_to_the_end, test_read_by_actor_and_correlation,
              test_read_errors_and_single_events, test_routing,
              test_keep_alive_and_pipelining])
