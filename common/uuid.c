@@ -2,6 +2,7 @@
  * milliseconds first, so ids created close in time sort close together and
  * the id index takes appends near its right edge instead of random inserts. */
 #include <errno.h>
+#include <string.h>
 #include <sys/random.h>
 
 #include "common/common_int.h"
@@ -19,12 +20,33 @@ static void fill_random(uint8_t *p, size_t n) {
     }
 }
 
-void evl_uuid_v7(uint8_t out[16]) {
-    uint64_t ms = (uint64_t)(evl__now_ns() / 1000000);
-    fill_random(out + 6, 10);
+static void stamp_v7(uint8_t out[16], uint64_t ms) {
     for (int i = 5; i >= 0; i--) { out[i] = (uint8_t)ms; ms >>= 8; }
     out[6] = (uint8_t)(0x70 | (out[6] & 0x0f)); /* version 7 */
     out[8] = (uint8_t)(0x80 | (out[8] & 0x3f)); /* variant 10 */
+}
+
+void evl_uuid_v7(uint8_t out[16]) {
+    fill_random(out + 6, 10);
+    stamp_v7(out, (uint64_t)(evl__now_ns() / 1000000));
+}
+
+/* One getrandom() for up to 25 ids (250 bytes: below 256, a read the kernel
+ * never cuts short) instead of one system call per id: a batch of 100
+ * events over HTTP spent ~6% of a worker's CPU in getrandom. */
+void evl_uuid_v7_n(uint8_t (*out)[16], size_t n) {
+    uint64_t ms = (uint64_t)(evl__now_ns() / 1000000);
+    while (n) {
+        uint8_t rnd[250];
+        size_t k = n < 25 ? n : 25;
+        fill_random(rnd, 10 * k);
+        for (size_t i = 0; i < k; i++) {
+            memcpy(out[i] + 6, rnd + 10 * i, 10);
+            stamp_v7(out[i], ms);
+        }
+        out += k;
+        n -= k;
+    }
 }
 
 void evl_uuid_format(const uint8_t id[16], char out[37]) {

@@ -6,6 +6,7 @@
  * an allocation by a count can never be made to allocate more than the input
  * itself.  The pre-scan walks a value iteratively with a fixed stack: no
  * recursion, no allocation, time linear in the input. */
+#include <string.h>
 #include "common/common_int.h"
 #include "evlog/mp.h"
 
@@ -102,6 +103,14 @@ int evl_mp_read(evl_mp *m, evl_mp_val *v) {
 int evl_utf8_valid(const char *str, size_t len) {
     const uint8_t *s = (const uint8_t *)str, *e = s + len;
     while (s < e) {
+        /* Event data is mostly ASCII, and every appended string is checked
+         * (twice over HTTP): skip 8 ASCII bytes per step (a profile of
+         * evlogd had this loop at ~9% of a worker's CPU). */
+        if (e - s >= 8) {
+            uint64_t w;
+            memcpy(&w, s, 8);
+            if (!(w & 0x8080808080808080ULL)) { s += 8; continue; }
+        }
         uint8_t c = *s;
         if (c < 0x80) { s++; continue; }
         size_t n;

@@ -147,7 +147,6 @@ static int build_req(evl_log *log, const evl_stream_in *in, size_t n_streams, in
             req_event *re = &r->events[k];
             re->stream = (uint32_t)s;
             if (ev->id) { memcpy(re->id, ev->id, 16); re->client_id = 1; }
-            else evl_uuid_v7(re->id);
             re->type_len = (uint32_t)strlen(ev->type);
             KEEP(re->type, ev->type, re->type_len);
             if (ev->data) { re->data_len = (uint32_t)ev->data_len; KEEP(re->data, ev->data, ev->data_len); }
@@ -155,10 +154,25 @@ static int build_req(evl_log *log, const evl_stream_in *in, size_t n_streams, in
             if (ev->meta) { re->meta_len = (uint32_t)ev->meta_len; KEEP(re->meta, ev->meta, ev->meta_len); }
             else { re->meta = &EMPTY_MAP; re->meta_len = 1; }
             r->bytes += re->data_len + re->meta_len;
-            memcpy(acks[k].id, re->id, 16);
         }
     }
 #undef KEEP
+    /* generated ids: a few random reads for the whole request, not one each */
+    uint8_t gen[32][16];
+    size_t n_gen = sizeof gen / sizeof gen[0];
+    for (size_t e = 0; e < n_events; e++) {
+        req_event *re = &r->events[e];
+        if (!re->client_id) {
+            if (n_gen == sizeof gen / sizeof gen[0]) {
+                size_t left = 0;
+                for (size_t j = e; j < n_events && left < n_gen; j++) left += !r->events[j].client_id;
+                evl_uuid_v7_n(gen + (n_gen - left), left);
+                n_gen -= left;
+            }
+            memcpy(re->id, gen[n_gen++], 16);
+        }
+        memcpy(acks[e].id, re->id, 16);
+    }
     /* A stream listed twice would make "expected revision" ambiguous, and
      * one id twice would be half idempotent: refuse both up front. */
     if (n_streams > 1) {

@@ -285,6 +285,22 @@ static int mp_event(srv_batch *b, evl_mp *m, const char *where) {
     return EVL_OK;
 }
 
+/* "<prefix>events[<i>]" into @p out (96 bytes): for every event of a
+ * batch, so without snprintf (~3% of a worker's CPU in a profile of
+ * 100-event batches).  The prefix is at most "streams[4294967295].". */
+static void event_where(char out[96], const char *prefix, uint32_t i) {
+    size_t n = strlen(prefix);
+    char digits[10];
+    int k = 0;
+    memcpy(out, prefix, n);
+    memcpy(out + n, "events[", 7);
+    n += 7;
+    do { digits[k++] = (char)('0' + i % 10); i /= 10; } while (i);
+    while (k) out[n++] = digits[--k];
+    out[n++] = ']';
+    out[n] = '\0';
+}
+
 static int mp_events(srv_batch *b, evl_mp *m, const char *prefix) {
     evl_mp save = *m;
     evl_mp_val v;
@@ -299,7 +315,7 @@ static int mp_events(srv_batch *b, evl_mp *m, const char *prefix) {
         return fail(b, EVL_EMSGPACK, "%s must be an event map or a non-empty array of them",
                     *prefix ? prefix : "the body");
     for (uint32_t i = 0; i < v.v.n; i++) {
-        snprintf(where, sizeof where, "%sevents[%u]", prefix, i);
+        event_where(where, prefix, i);
         int rc = mp_event(b, m, where);
         if (rc) return rc;
     }

@@ -50,31 +50,135 @@ static json_t *rev_json(uint64_t r) {
     return json_integer((json_int_t)r);
 }
 
-static void answer_ok(append_ctx *c) {
-    json_t *list = json_array();
+/* The 201/200 body, written straight into one buffer: a profile of 100-event
+ * msgpack batches had evlogd spend ~46 % of its instructions building this
+ * answer as a jansson tree, dumping it chunk by chunk and freeing it.  The
+ * output is what that tree gave: {"events": [{"id", "stream", "position",
+ * "revision"}, ...], "idempotent"?: true}, JSON or msgpack as asked. */
+typedef struct obuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} obuf;
+
+static void ob_put(obuf *b, const void *s, size_t n) {
+    if (b->oom) return;
+    if (b->len + n > b->cap) {
+        size_t cap = (b->len + n) * 2;
+        char *p = evl_realloc(b->p, cap);
+        if (!p) { b->oom = 1; return; }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+static int ob_write(void *data, const char *buf, size_t len) {
+    ob_put(data, buf, len);
+    return 0;
+}
+
+/* A JSON string: names are UTF-8 without control characters (the log
+ * refused anything else), so only '"' and '\' need escaping; controls are
+ * escaped anyway rather than trusted. */
+static void ob_json_str(obuf *b, const char *s, size_t n) {
+    ob_put(b, "\"", 1);
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch != '"' && ch != '\\' && ch >= 0x20) continue;
+        ob_put(b, s + run, i - run);
+        char esc[8];
+        int k = ch == '"' || ch == '\\' ? snprintf(esc, sizeof esc, "\\%c", ch)
+                                         : snprintf(esc, sizeof esc, "\\u%04x", ch);
+        ob_put(b, esc, (size_t)k);
+        run = i + 1;
+    }
+    ob_put(b, s + run, n - run);
+    ob_put(b, "\"", 1);
+}
+
+static void ob_u64(obuf *b, uint64_t v) {
+    char d[24];
+    size_t k = sizeof d;
+    do { d[--k] = (char)('0' + v % 10); v /= 10; } while (v);
+    ob_put(b, d + k, sizeof d - k);
+}
+
+static void body_json(obuf *b, const append_ctx *c) {
+    ob_put(b, "{\"events\":[", 11);
     size_t k = 0;
-    for (size_t s = 0; s < c->n_streams && list; s++)
+    for (size_t s = 0; s < c->n_streams; s++) {
+        size_t nl = strlen(c->names[s]);
         for (size_t i = 0; i < c->counts[s] && k < c->n_acks; i++, k++) {
             char id[37];
             evl_uuid_format(c->acks[k].id, id);
-            json_array_append_new(list, json_pack("{s:s,s:s,s:I,s:I}", "id", id, "stream",
-                                                  c->names[s], "position",
-                                                  (json_int_t)c->acks[k].position, "revision",
-                                                  (json_int_t)c->acks[k].revision));
+            ob_put(b, k ? ",{\"id\":\"" : "{\"id\":\"", k ? 8 : 7);
+            ob_put(b, id, 36);
+            ob_put(b, "\",\"stream\":", 11);
+            ob_json_str(b, c->names[s], nl);
+            ob_put(b, ",\"position\":", 12);
+            ob_u64(b, c->acks[k].position);
+            ob_put(b, ",\"revision\":", 12);
+            ob_u64(b, c->acks[k].revision);
+            ob_put(b, "}", 1);
         }
-    json_t *o = list ? json_pack("{s:o}", "events", list) : NULL;
-    if (!o) {
+    }
+    ob_put(b, "]", 1);
+    if (c->idempotent) ob_put(b, ",\"idempotent\":true", 18);
+    ob_put(b, "}", 1);
+}
+
+static void body_mp(obuf *b, const append_ctx *c) {
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, b, ob_write);
+    msgpack_pack_map(&pk, c->idempotent ? 2 : 1);
+    msgpack_pack_str_with_body(&pk, "events", 6);
+    msgpack_pack_array(&pk, (uint32_t)c->n_acks);
+    size_t k = 0;
+    for (size_t s = 0; s < c->n_streams; s++) {
+        size_t nl = strlen(c->names[s]);
+        for (size_t i = 0; i < c->counts[s] && k < c->n_acks; i++, k++) {
+            char id[37];
+            evl_uuid_format(c->acks[k].id, id);
+            msgpack_pack_map(&pk, 4);
+            msgpack_pack_str_with_body(&pk, "id", 2);
+            msgpack_pack_str_with_body(&pk, id, 36);
+            msgpack_pack_str_with_body(&pk, "stream", 6);
+            msgpack_pack_str_with_body(&pk, c->names[s], nl);
+            msgpack_pack_str_with_body(&pk, "position", 8);
+            msgpack_pack_int64(&pk, (int64_t)c->acks[k].position);
+            msgpack_pack_str_with_body(&pk, "revision", 8);
+            msgpack_pack_int64(&pk, (int64_t)c->acks[k].revision);
+        }
+    }
+    if (c->idempotent) {
+        msgpack_pack_str_with_body(&pk, "idempotent", 10);
+        msgpack_pack_true(&pk);
+    }
+}
+
+static void answer_ok(append_ctx *c) {
+    obuf b = {0};
+    if (c->rsp.want_mp) body_mp(&b, c);
+    else body_json(&b, c);
+    struct evbuffer *eb = b.oom ? NULL : evbuffer_new();
+    if (!eb || evbuffer_add(eb, b.p, b.len) != 0) {
+        if (eb) evbuffer_free(eb);
+        evl_free(b.p);
         evl__srv_problem(&c->rsp, 503, "unavailable", NULL, "out of memory answering a committed append");
         return;
     }
-    if (c->idempotent) json_object_set_new(o, "idempotent", json_true());
+    evl_free(b.p);
     if (c->n_acks) {
         char loc[48];
         snprintf(loc, sizeof loc, "/events/%" PRIu64, c->acks[0].position);
         evhttp_add_header(evhttp_request_get_output_headers(c->rsp.req), "Location", loc);
     }
-    evl__srv_reply_json(&c->rsp, c->idempotent ? 200 : 201, o);
-    json_decref(o);
+    evl__srv_reply(&c->rsp, c->idempotent ? 200 : 201,
+                   c->rsp.want_mp ? "application/msgpack" : "application/json", eb);
+    evbuffer_free(eb);
 }
 
 static void answer_err(const srv_rsp *r, int err, const char *stream, uint64_t expected,

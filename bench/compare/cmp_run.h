@@ -3,6 +3,9 @@
 #ifndef EVLOG_BENCH_CMP_RUN_H
 #define EVLOG_BENCH_CMP_RUN_H
 
+#include <signal.h>
+#include <stdio.h>
+
 #include "cmp.h"
 
 /** Parameters of an append run (workloads 1-3). */
@@ -21,7 +24,10 @@ typedef struct cmp_res {
     double p50_ms, p99_ms;  /* one call; workload 6: one delivery */
     uint64_t events;        /* acknowledged in the window (replay: read) */
     uint64_t calls, conflicts, stored;
-    double seconds;         /* replay: the scan's time */
+    double seconds;         /* replay: the scan's time; materialize: the apply's */
+    double cpu_s;           /* materialize: CPU seconds of the system under test */
+    uint64_t digest;        /* materialize: hash of the tables' key columns */
+    uint64_t rows[4];       /* materialize: rows of jobs, tasks, nodes, runs */
     char err[CMP_ERR_LEN];
 } cmp_res;
 
@@ -33,7 +39,7 @@ typedef struct cmp_case {
     char title[96];
     int workload;           /* 1..6 as numbered in the issue */
     int clients, batch, hot;
-    uint64_t events;        /* replay: events loaded; feed: events published */
+    uint64_t events;        /* replay: events loaded; feed: published; materialize: applied */
     int n_sys, rounds;
     const cmp_sys *sys[CMP_MAX_SYS];
     int ref[CMP_MAX_SYS];   /* the evlog system a baseline is compared with, or -1 */
@@ -55,6 +61,10 @@ typedef struct cmp_target {
     int measured, met;
     double value;
 } cmp_target;
+
+/** Workload 5 (materialize.c): load the events once, then every round
+ * builds the four tables from scratch on each system of @p c. */
+void cmp_run_materialize(const cmp_env *env, cmp_case *c, volatile sig_atomic_t *interrupted);
 
 void cmp_summarise(cmp_case *c);
 void cmp_targets(const cmp_case *cs, int n, cmp_target *t, int nt);

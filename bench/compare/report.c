@@ -82,8 +82,10 @@ void cmp_targets(const cmp_case *cs, int n, cmp_target *t, int nt)
     }
 }
 
-static const char *dtag(const cmp_env *env, const cmp_sys *s)
+static const char *dtag(const cmp_env *env, const cmp_case *c, const cmp_sys *s)
 {
+    if (c->workload == 5) /* projection files, not the log */
+        return strcmp(s->name, "postgres") ? "sync NORMAL/txn" : "WAL flush/txn";
     if (!strcmp(s->name, "evlog") || !strcmp(s->name, "evlog-http"))
         return "fsync/commit";
     if (!strcmp(s->name, "evlog-http-nosync"))
@@ -127,11 +129,11 @@ void cmp_print(FILE *f, const cmp_env *env, const cmp_case *cs, int n, const cmp
             r = bench_table_row(&tb);
             bench_table_set(&tb, r, 0, "%s", s ? "" : c->title);
             bench_table_set(&tb, r, 1, "%s", c->sys[s]->name);
-            bench_table_set(&tb, r, 2, "%s", dtag(env, c->sys[s]));
+            bench_table_set(&tb, r, 2, "%s", dtag(env, c, c->sys[s]));
             char ev[32];
             fmt_num(ev, sizeof ev, c->ev[s]);
             bench_table_set(&tb, r, 3, "%s", c->workload == 6 ? "-" : ev);
-            if (c->workload == 4) {
+            if (c->workload == 4 || c->workload == 5) {
                 bench_table_set(&tb, r, 4, "-");
                 bench_table_set(&tb, r, 5, "-");
             } else {
@@ -171,6 +173,30 @@ void cmp_print(FILE *f, const cmp_env *env, const cmp_case *cs, int n, const cmp
                 fprintf(f, "  %s %s: %.1f%% of the calls were conflicts\n", cs[j].id,
                         cs[j].sys[s]->name, calls ? 100.0 * (double)conf / (double)calls : 0);
             }
+    for (int j = 0; j < n; j++)
+        if (cs[j].workload == 5) {
+            fputs("\nmaterialize (workload 5): median of the rounds; CPU = the system's own "
+                  "(evlog: the engine's threads; sqlite: the loop; postgres: client + its backend)\n", f);
+            for (int s = 0; s < cs[j].n_sys; s++) {
+                double sec[CMP_MAX_ROUNDS], cpu[CMP_MAX_ROUNDS];
+                int m = 0;
+                for (int k = 0; k < cs[j].rounds; k++)
+                    if (cs[j].r[s][k].valid)
+                        sec[m] = cs[j].r[s][k].seconds, cpu[m++] = cs[j].r[s][k].cpu_s;
+                const cmp_res *r0 = &cs[j].r[s][0];
+                fprintf(f, "  %-9s %8.2f s  CPU %8.2f s (%.2f us/event)  rows jobs/tasks/nodes/runs "
+                           "%llu/%llu/%llu/%llu  digest %016llx%s\n",
+                        cs[j].sys[s]->name, bench_median(sec, (size_t)m), bench_median(cpu, (size_t)m),
+                        cs[j].events ? 1e6 * bench_median(cpu, (size_t)m) / (double)cs[j].events : 0,
+                        (unsigned long long)r0->rows[0], (unsigned long long)r0->rows[1],
+                        (unsigned long long)r0->rows[2], (unsigned long long)r0->rows[3],
+                        (unsigned long long)r0->digest, cs[j].valid[s] ? "" : "  INVALID");
+            }
+            fputs("  every system: 10000 events per transaction; evlog and sqlite: the engine's SQLite "
+                  "files (WAL, synchronous=NORMAL); postgres: synchronous_commit=on, one round trip per "
+                  "statement; both baselines get each event's values decoded before the clock starts\n",
+                  f);
+        }
     fputs("\ntargets (issue 6):\n", f);
     for (int i = 0; i < nt; i++) {
         if (!t[i].measured)
@@ -224,6 +250,12 @@ int cmp_write_json(const char *path, const cmp_env *env, const cmp_case *cs, int
                     c->valid[s] ? "true" : "false", c->ev[s], c->p50[s], c->p99[s]);
             if (c->workload == 4)
                 fprintf(f, ", \"load_seconds\": %.2f", c->load_s[s]);
+            if (c->workload == 5)
+                fprintf(f, ", \"table_digest\": \"%016llx\", \"rows\": {\"jobs\": %llu, \"tasks\": %llu, "
+                           "\"nodes\": %llu, \"runs\": %llu}",
+                        (unsigned long long)c->r[s][0].digest, (unsigned long long)c->r[s][0].rows[0],
+                        (unsigned long long)c->r[s][0].rows[1], (unsigned long long)c->r[s][0].rows[2],
+                        (unsigned long long)c->r[s][0].rows[3]);
             if (c->ref[s] >= 0) {
                 fprintf(f, ", \"compared_with\": \"%s\", \"ratio_per_round\": [",
                         c->sys[c->ref[s]]->name);
@@ -239,6 +271,9 @@ int cmp_write_json(const char *path, const cmp_env *env, const cmp_case *cs, int
                         k ? ", " : "", r->valid ? "true" : "false", r->ev_s, r->p50_ms, r->p99_ms,
                         (unsigned long long)r->events, (unsigned long long)r->calls,
                         (unsigned long long)r->conflicts);
+                if (c->workload == 5)
+                    fprintf(f, ", \"seconds\": %.3f, \"cpu_seconds\": %.3f, \"digest\": \"%016llx\"",
+                            r->seconds, r->cpu_s, (unsigned long long)r->digest);
                 if (r->err[0]) {
                     fputs(", \"error\": ", f);
                     json_str(f, r->err);

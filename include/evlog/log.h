@@ -381,6 +381,9 @@ size_t evl_stream_category(const char *stream, size_t len);
 
 /** @brief Generate a UUIDv7 (time-ordered, random tail). */
 void evl_uuid_v7(uint8_t out[16]);
+/** @brief Generate @p n UUIDv7s (same millisecond, independent random
+ * tails) with one read of the kernel's random source per 25 ids. */
+void evl_uuid_v7_n(uint8_t (*out)[16], size_t n);
 /** @brief Format as 36 chars + NUL, lower-case hex. */
 void evl_uuid_format(const uint8_t id[16], char out[37]);
 /** @brief Parse the 36-char form (or 32 hex digits). @return EVL_OK or #EVL_EID. */

@@ -85,6 +85,16 @@ def test_append_400_names_the_problem():
                            400, "body %r" % (body,))
         if word not in p["detail"]:
             fail("body %r: detail %r does not name %r" % (body, p["detail"], word))
+    # msgpack batches name the event too (the index is formatted by hand)
+    mp_cases = [
+        ([{"type": "A"}] * 12 + [{"data": {}}], "events[12]"),
+        ([{"type": "A"}] * 3 + [{"type": "A", "data": 5}], "events[3].data"),
+    ]
+    for body, word in mp_cases:
+        p = expect_problem(S.post("/streams/x-1", msgpack.packb(body),
+                                  headers={"Content-Type": "application/msgpack"}), 400, word)
+        if word not in p["detail"]:
+            fail("msgpack body: detail %r does not name %r" % (p["detail"], word))
     p = expect_problem(S.post("/streams/bad%01name", {"type": "A"}), 400, "stream name")
     if "stream" not in p["detail"]:
         fail("detail %r" % p)
@@ -115,6 +125,32 @@ def test_append_multi_stream_is_atomic():
         p = expect_problem(S.post("/append", bad), 400, "multi %r" % bad)
         if word not in p["detail"]:
             fail("detail %r lacks %r" % (p["detail"], word))
+
+
+def test_append_answer_escapes_and_idempotent():
+    # the 201/200 body is written by hand (no JSON tree): a stream name with
+    # a quote and a backslash must come back intact, in JSON and in msgpack,
+    # and a repeat of the same ids must say idempotent in both
+    name = 'q"uo\\te-1'
+    path = "/streams/" + urllib.parse.quote(name, safe="")
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    evs = [{"type": "T", "id": i, "data": {"k": n}} for n, i in enumerate(ids)]
+    r = expect(S.post(path, evs), 201, "append to an odd name")
+    body = r.json()
+    if [a["stream"] for a in body["events"]] != [name] * 3 or [a["id"] for a in body["events"]] != ids:
+        fail("acks %r" % body)
+    if [a["revision"] for a in body["events"]] != [0, 1, 2] or "idempotent" in body:
+        fail("acks %r" % body)
+    first = body["events"][0]["position"]
+    if r.header("Location") != "/events/%d" % first:
+        fail("Location %r" % r.header("Location"))
+    r = expect(S.post(path, evs), 200, "the same ids again")
+    if r.json() != dict(body, idempotent=True):
+        fail("idempotent answer %r" % r.body)
+    mp = {"Content-Type": "application/msgpack", "Accept": "application/msgpack"}
+    r = expect(S.post(path, msgpack.packb(evs), headers=mp), 200, "again, in msgpack")
+    if msgpack.unpackb(r.body, raw=False) != dict(body, idempotent=True):
+        fail("msgpack idempotent answer %r" % r.body)
 
 
 def test_msgpack_in_and_out():
@@ -294,7 +330,8 @@ def main():
     S = Server("--no-builtin")
     try:
         run([test_append_one_and_idempotent_repeat, test_id_conflicts, test_append_array_and_expected_revision,
-             test_append_400_names_the_problem, test_append_multi_stream_is_atomic, test_msgpack_in_and_out,
+             test_append_400_names_the_problem, test_append_multi_stream_is_atomic,
+             test_append_answer_escapes_and_idempotent, test_msgpack_in_and_out,
              test_read_paging_follows_next_to_the_end, test_read_by_actor_and_correlation,
              test_read_errors_and_single_events, test_routing,
              test_keep_alive_and_pipelining])

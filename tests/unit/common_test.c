@@ -1,5 +1,6 @@
 /* CRC-32C, UUIDs and ISO-8601 time. */
 #include "evlog/log.h"
+#include "evlog/mp.h"
 #include "test.h"
 
 uint32_t evl__crc32c(uint32_t crc, const void *buf, size_t len);
@@ -32,6 +33,37 @@ int main(void) {
     CHECK(strcmp(s, "550e8400-e29b-41d4-a716-446655440000") == 0);
     CHECK_RC(evl_uuid_parse("550e8400-e29b-41d4-a716-44665544000g", 36, p), EVL_EID);
     CHECK_RC(evl_uuid_parse("550e8400", 8, p), EVL_EID);
+
+    /* ids made in bulk (one random read per 25): every one a v7 of this
+     * millisecond or later, no two alike, across the 25-id refills */
+    uint8_t many[60][16];
+    memset(many, 0, sizeof many);
+    evl_uuid_v7_n(many, 60);
+    for (int i = 0; i < 60; i++) {
+        CHECK((many[i][6] >> 4) == 7 && (many[i][8] & 0xc0) == 0x80);
+        CHECK(memcmp(many[i], a, 6) >= 0); /* 48-bit ms stamp, big-endian */
+        for (int j = 0; j < i; j++) CHECK(memcmp(many[i], many[j], 16) != 0);
+    }
+    evl_uuid_v7_n(many, 0); /* nothing to do, nothing touched */
+
+    /* UTF-8: the 8-bytes-at-a-time ASCII path must still see a bad or
+     * multi-byte sequence at any offset, and a cut one at the very end */
+    for (size_t off = 0; off < 24; off++) {
+        char u[40];
+        memset(u, 'a', sizeof u);
+        memcpy(u + off, "\xc3\xa9", 2); /* é */
+        CHECK(evl_utf8_valid(u, sizeof u));
+        u[off + 1] = 'x'; /* lead byte without its continuation */
+        CHECK(!evl_utf8_valid(u, sizeof u));
+        memset(u, 'a', sizeof u);
+        u[off] = (char)0x80; /* a lone continuation byte */
+        CHECK(!evl_utf8_valid(u, sizeof u));
+        memcpy(u + off, "\xed\xa0\x80", 3); /* a surrogate */
+        CHECK(!evl_utf8_valid(u, off + 3));
+        memcpy(u + off, "\xf0\x9f\x98\x80", 4); /* an emoji, cut short */
+        CHECK(evl_utf8_valid(u, off + 4));
+        CHECK(!evl_utf8_valid(u, off + 3));
+    }
 
     char t[40];
     int64_t ns;
