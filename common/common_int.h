@@ -48,6 +48,16 @@ static inline uint32_t evl__get_be32(const uint8_t *p) {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
 
+#ifdef EVL_ALLOC_FAULTS
+/* Test builds only (CMake option EVL_ALLOC_FAULTS): make the @p n-th
+ * evl_malloc/evl_calloc/evl_realloc from now fail (1 = the next one), and
+ * with @p persist every one after it as well.  Counts allocations of every
+ * thread.  evl_alloc_fault_disarm() turns it off and returns how many
+ * allocations were failed since the arm. */
+void evl_alloc_fault_arm(unsigned long n, int persist);
+unsigned long evl_alloc_fault_disarm(void);
+#endif
+
 /* CRC-32C (Castagnoli), the checksum inside every record. */
 uint32_t evl__crc32c(uint32_t crc, const void *buf, size_t len);
 

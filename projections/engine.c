@@ -552,7 +552,9 @@ static void *projector_main(void *arg) {
     char tname[16];
     snprintf(tname, sizeof tname, "proj-%s", p->name);
     pthread_setname_np(pthread_self(), tname);
+    err[0] = 0;
     int rc = start(p, err, sizeof err);
+    if (rc && !err[0]) snprintf(err, sizeof err, "%s", evl_strerror(rc)); /* e.g. out of memory */
     if (rc) set_fault(p, 0, NULL, err);
     pthread_mutex_lock(&e->mu);
     p->opened = 1;
@@ -585,6 +587,7 @@ static void *projector_main(void *arg) {
         uint64_t cp = p->checkpoint, failed_at = 0;
         int full;
         fault_type[0] = 0;
+        err[0] = 0;
         int gone = file_gone(p, err, sizeof err);
         if (gone) {
             rc = EVL_EIO;
@@ -592,6 +595,7 @@ static void *projector_main(void *arg) {
         } else {
             rc = evl__proj_apply_batch(p, 0, 1, &cp, &failed_at, fault_type, err, sizeof err, &full);
         }
+        if (rc && !err[0]) snprintf(err, sizeof err, "%s", evl_strerror(rc)); /* e.g. out of memory */
         if (rc && !gone && failed_at > p->checkpoint + 1) {
             /* keep what came before the failing event, so the fault is exact */
             char err2[256];

@@ -96,7 +96,8 @@ void evl__proj_plan_free(plan *pl, const evl_proj_spec *sp) {
     evl_free(pl->need_meta);
     evl_free(pl->dmask);
     evl_free(pl->mmask);
-    for (size_t i = 0; i < pl->n_json; i++) evl_free(pl->json[i].p);
+    /* n_json is counted while planning, before the array exists */
+    for (size_t i = 0; pl->json && i < pl->n_json; i++) evl_free(pl->json[i].p);
     evl_free(pl->json);
     memset(pl, 0, sizeof *pl);
 }

@@ -78,9 +78,10 @@ static const struct { const char *name; param_kind kind; } AT_PARAMS[] = {
 
 static int plan_params(parser *p, sqlite3_stmt *st, spec_stmt *out) {
     int n = sqlite3_bind_parameter_count(st);
-    out->n_params = (size_t)n;
     if (n == 0) return EVL_OK;
     if (!(out->params = evl_calloc((size_t)n, sizeof *out->params))) return EVL_ENOMEM;
+    /* counted only once the array exists: evl_proj_spec_free() walks it */
+    out->n_params = (size_t)n;
     for (int i = 1; i <= n; i++) {
         const char *name = sqlite3_bind_parameter_name(st, i);
         spec_param *sp = &out->params[i - 1];

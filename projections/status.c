@@ -101,9 +101,12 @@ static int fill(proj *p, evl_proj_status *s, uint64_t head) {
         s->rebuild_eta = -1;
     }
     evl__proj_rebuild_progress(p, s);
-    s->n_tables = sp->n_tables;
-    s->tables = evl_calloc(s->n_tables ? s->n_tables : 1, sizeof *s->tables);
-    if (!s->name || !s->file || !s->tables) return EVL_ENOMEM;
+    s->tables = evl_calloc(sp->n_tables ? sp->n_tables : 1, sizeof *s->tables);
+    if (s->tables) s->n_tables = sp->n_tables; /* evl_proj_status_free() walks them */
+    /* a status that silently lost its error would read as a fault without a reason */
+    if (!s->name || !s->file || !s->tables || (p->fault_type && !s->fault_type) ||
+        (p->error && !s->error) || (p->rb_error && !s->rebuild_error))
+        return EVL_ENOMEM;
     for (size_t t = 0; t < s->n_tables; t++)
         if (!(s->tables[t].name = evl__proj_strdup(sp->tables[t]))) return EVL_ENOMEM;
     return EVL_OK;

@@ -8,7 +8,9 @@ jobs=$(nproc)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null  # the configuration run.sh builds
 cmake --build build -j"$jobs"
 (cd build && ctest --output-on-failure -j"$jobs")
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DEVL_SANITIZE=ON -DEVL_BUILD_BENCH=OFF >/dev/null
+# the sanitizer build is the test build: the allocation-failure hook is compiled in
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DEVL_SANITIZE=ON -DEVL_ALLOC_FAULTS=ON \
+  -DEVL_BUILD_BENCH=OFF >/dev/null
 cmake --build build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j"$jobs")

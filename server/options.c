@@ -56,8 +56,8 @@ void evl__srv_opts_init(evlogd_opts *o) {
 }
 
 void evl__srv_opts_free(evlogd_opts *o) {
-    for (size_t i = 0; i < o->n_owned; i++) free(o->owned[i]);
-    free(o->owned);
+    for (size_t i = 0; i < o->n_owned; i++) evl_free(o->owned[i]);
+    evl_free(o->owned);
     o->owned = NULL;
     o->n_owned = 0;
 }
@@ -159,10 +159,12 @@ int evl__srv_opts_file(evlogd_opts *o, const char *path, char *err, size_t errle
         if (*v) *v++ = '\0';
         v = trim(v);
         if (*v == '=') v = trim(v + 1);
-        char *copy = strdup(v);
-        char **no = copy ? realloc(o->owned, (o->n_owned + 1) * sizeof *no) : NULL;
+        size_t vl = strlen(v);
+        char *copy = evl_malloc(vl + 1);
+        if (copy) memcpy(copy, v, vl + 1);
+        char **no = copy ? evl_realloc(o->owned, (o->n_owned + 1) * sizeof *no) : NULL;
         if (!no) {
-            free(copy);
+            evl_free(copy);
             snprintf(err, errlen, "out of memory");
             rc = -1;
             break;

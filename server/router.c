@@ -51,68 +51,6 @@ static const route *match(const srv_req *q) {
     return NULL;
 }
 
-/* Split "/a/b%2Fc" into decoded segments; a decoded NUL is refused. */
-static int split_path(srv_req *q, const char *path) {
-    if (!path || path[0] != '/') return -1;
-    const char *p = path + 1;
-    if (!*p) return 0; /* "/" */
-    for (;;) {
-        const char *e = strchr(p, '/');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (q->n_seg == SRV_MAX_SEGS) return -1;
-        char *raw = evl_malloc(n + 1);
-        if (!raw) return -1;
-        memcpy(raw, p, n);
-        raw[n] = '\0';
-        size_t dl = 0;
-        char *dec = evhttp_uridecode(raw, 0, &dl);
-        evl_free(raw);
-        if (!dec) return -1;
-        if (strlen(dec) != dl) {
-            free(dec);
-            return -1;
-        }
-        q->seg[q->n_seg++] = dec; /* malloc'd by libevent: freed with free() */
-        if (!e) return 0;
-        p = e + 1;
-    }
-}
-
-/* "a=1&b&c=x%20y": libevent 2.1's own parser refuses a key without '=' (we
- * use bare flags such as ?backward) and its key-value lists refuse line
- * breaks (SQL in a GET query has them). */
-static int split_query(srv_req *q, const char *qs) {
-    while (*qs) {
-        size_t n = strcspn(qs, "&");
-        if (n) {
-            if (q->n_param == SRV_MAX_PARAMS) return -1;
-            const char *eq = memchr(qs, '=', n);
-            size_t kl = eq ? (size_t)(eq - qs) : n;
-            char *k = evl_malloc(kl + 1), *v = evl_malloc(n - kl + 1);
-            if (!k || !v) {
-                evl_free(k);
-                evl_free(v);
-                return -1;
-            }
-            memcpy(k, qs, kl);
-            k[kl] = '\0';
-            memcpy(v, eq ? eq + 1 : "", eq ? n - kl - 1 : 0);
-            v[eq ? n - kl - 1 : 0] = '\0';
-            size_t dk = 0, dv = 0;
-            srv_kv *kv = &q->param[q->n_param];
-            kv->key = evhttp_uridecode(k, 1, &dk);
-            kv->val = evhttp_uridecode(v, 1, &dv);
-            evl_free(k);
-            evl_free(v);
-            if (kv->key || kv->val) q->n_param++; /* freed with the request */
-            if (!kv->key || !kv->val || strlen(kv->key) != dk || strlen(kv->val) != dv) return -1;
-        }
-        qs += n;
-        if (*qs) qs++;
-    }
-    return 0;
-}
-
 static void allow_header(srv_req *q, const route *r) {
     char allow[64] = "OPTIONS";
     if (r->get) strcat(allow, ", GET, HEAD");
@@ -179,12 +117,20 @@ static void dispatch(srv_req *q) {
     }
     const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(q->rsp.req);
     const char *qs = u ? evhttp_uri_get_query(u) : NULL;
-    if (!u || split_path(q, evhttp_uri_get_path(u))) {
-        evl__srv_problem(&q->rsp, 404, "not-found", NULL, "no such resource");
+    int rc = u ? evl__srv_split_path(q, evhttp_uri_get_path(u)) : EVL_EINVAL;
+    if (rc == EVL_OK && qs) {
+        rc = evl__srv_split_query(q, qs);
+        if (rc == EVL_EINVAL) {
+            evl__srv_problem(&q->rsp, 400, "bad-request", NULL, "the query string is malformed");
+            return;
+        }
+    }
+    if (rc == EVL_ENOMEM) {
+        evl__srv_problem(&q->rsp, 503, "unavailable", NULL, "out of memory");
         return;
     }
-    if (qs && split_query(q, qs)) {
-        evl__srv_problem(&q->rsp, 400, "bad-request", NULL, "the query string is malformed");
+    if (rc) {
+        evl__srv_problem(&q->rsp, 404, "not-found", NULL, "no such resource");
         return;
     }
     const route *r = match(q);
@@ -234,9 +180,5 @@ void evl__srv_handle(struct evhttp_request *req, void *arg) {
     const char *accept = evhttp_find_header(evhttp_request_get_input_headers(req), "Accept");
     q.rsp.want_mp = accept && strstr(accept, "msgpack") != NULL;
     dispatch(&q);
-    for (int i = 0; i < q.n_seg; i++) free(q.seg[i]);
-    for (int i = 0; i < q.n_param; i++) {
-        free(q.param[i].key);
-        free(q.param[i].val);
-    }
+    evl__srv_req_release(&q);
 }

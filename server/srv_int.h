@@ -272,6 +272,13 @@ void evl__srv_count(srv_worker *w, int code);
 /* A complete problem+json answer as raw bytes, for libevent's own error pages. */
 void evl__srv_problem_raw(struct evbuffer *out, int code);
 
+/* The request target (target.c): decoded path segments and query
+ * parameters into @p q, owned by it until evl__srv_req_release().
+ * @return EVL_OK, EVL_EINVAL (malformed, too many parts), EVL_ENOMEM. */
+int evl__srv_split_path(srv_req *q, const char *path);
+int evl__srv_split_query(srv_req *q, const char *qs);
+void evl__srv_req_release(srv_req *q);
+
 /* Query parameters. */
 const char *evl__srv_param(const srv_req *q, const char *name);
 /* Parse an unsigned decimal.  @return 0 ok, -1 bad. */

@@ -299,6 +299,14 @@ void evl__srv_sse_pump(evutil_socket_t fd, short what, void *arg) {
 
 /* ------------------------------------------------------------ lifecycle */
 
+static void sub_free_filters(srv_sub *s) {
+    evl_free(s->type);
+    evl_free(s->category);
+    evl_free(s->stream);
+    evl_free(s->actor);
+    evl_free(s->corr);
+}
+
 static void unlink_sub(srv_sub *s) {
     srv_worker *w = s->w;
     unqueue(s);
@@ -307,11 +315,7 @@ static void unlink_sub(srv_sub *s) {
     if (s->next) s->next->prev = s->prev;
     if (s->conn) s->conn->sub = NULL;
     atomic_fetch_sub_explicit(&w->st.subscribers, 1, memory_order_relaxed);
-    evl_free(s->type);
-    evl_free(s->category);
-    evl_free(s->stream);
-    evl_free(s->actor);
-    evl_free(s->corr);
+    sub_free_filters(s);
     evl_free(s);
 }
 
@@ -437,6 +441,15 @@ void evl__srv_subscribe(srv_req *q) {
     s->actor = dup_param(q, "actor");
     s->corr = dup_param(q, "correlation_id");
     s->category_len = s->category ? strlen(s->category) : 0;
+    if ((!s->type && evl__srv_param(q, "type")) || (!s->stream && evl__srv_param(q, "stream")) ||
+        (!s->category && evl__srv_param(q, "category")) || (!s->actor && evl__srv_param(q, "actor")) ||
+        (!s->corr && evl__srv_param(q, "correlation_id"))) {
+        /* a filter lost to memory would turn into "every event" */
+        sub_free_filters(s);
+        evl_free(s);
+        evl__srv_problem(&q->rsp, 503, "unavailable", NULL, "out of memory");
+        return;
+    }
     struct evkeyvalq *h = evhttp_request_get_output_headers(s->req);
     evhttp_add_header(h, "Content-Type", "text/event-stream");
     evhttp_add_header(h, "Cache-Control", "no-cache");
