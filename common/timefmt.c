@@ -114,6 +114,11 @@ int evl_time_parse(const char *s, size_t len, int64_t *ns) {
     if (i != len) return EVL_EINVAL;
     int64_t secs = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 +
                    mi * 60 + se - offset;
-    *ns = secs * 1000000000 + frac;
+    /* int64 ns spans 1677-09-21 .. 2262-04-11: a valid date outside it
+     * (year 0039, 9999) is refused, not wrapped (found by fuzz/fuzz_http) */
+    int64_t v;
+    if (__builtin_mul_overflow(secs, (int64_t)1000000000, &v) || __builtin_add_overflow(v, frac, &v))
+        return EVL_EINVAL;
+    *ns = v;
     return EVL_OK;
 }

@@ -239,3 +239,64 @@ int evl_mp_equal(const void *a, size_t alen, const void *b, size_t blen) {
     }
     return ma.p == ma.end && mb.p == mb.end;
 }
+
+/* Duplicate keys: each map's keys are gathered (pointer, length, hash),
+ * sorted by hash, and equal neighbours compared.  Every value is read once
+ * by the walk and once more for each enclosing map's key gathering, so the
+ * cost is bounded by depth x size, and the one scratch array by the
+ * largest map (which the pre-scan has bounded by the input). */
+typedef struct mkey { uint64_t h; const char *p; uint32_t n; } mkey;
+
+static int mkey_cmp(const void *a, const void *b) {
+    const mkey *x = a, *y = b;
+    if (x->h != y->h) return x->h < y->h ? -1 : 1;
+    if (x->n != y->n) return x->n < y->n ? -1 : 1;
+    return memcmp(x->p, y->p, x->n);
+}
+
+static uint64_t fnv(const char *s, uint32_t n) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (uint32_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+int evl_mp_unique_keys(const void *buf, size_t len, size_t *bad_offset) {
+    evl_mp m = {buf, (const uint8_t *)buf + len};
+    mkey *keys = NULL;
+    size_t cap = 0;
+    int rc = EVL_OK;
+    while (m.p < m.end && rc == EVL_OK) {
+        const uint8_t *at = m.p;
+        evl_mp_val v;
+        if (evl_mp_read(&m, &v)) { rc = EVL_EMSGPACK; break; }
+        if (v.kind != EVL_MP_MAP || v.v.n < 2) continue;
+        if (v.v.n > cap) {
+            mkey *g = evl_realloc(keys, (size_t)v.v.n * sizeof *g);
+            if (!g) { rc = EVL_ENOMEM; break; }
+            keys = g;
+            cap = v.v.n;
+        }
+        evl_mp k = m;
+        for (uint32_t i = 0; i < v.v.n && rc == EVL_OK; i++) {
+            const uint8_t *kat = k.p;
+            /* the key's whole encoding: 1 and "1" differ, container keys work */
+            if (evl_mp_skip(&k, 63) || evl_mp_skip(&k, 63)) rc = EVL_EMSGPACK;
+            if (rc) break;
+            keys[i].p = (const char *)kat;
+            evl_mp kk = {kat, k.end};
+            evl_mp_skip(&kk, 63);
+            keys[i].n = (uint32_t)(kk.p - kat);
+            keys[i].h = fnv(keys[i].p, keys[i].n);
+        }
+        if (rc) break;
+        qsort(keys, v.v.n, sizeof *keys, mkey_cmp);
+        for (uint32_t i = 1; i < v.v.n; i++)
+            if (!mkey_cmp(&keys[i - 1], &keys[i])) {
+                rc = EVL_EMSGPACK;
+                if (bad_offset) *bad_offset = (size_t)(at - (const uint8_t *)buf);
+                break;
+            }
+    }
+    evl_free(keys);
+    return rc;
+}

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Install evlog's build and test dependencies from Debian packages (only what is missing).
-#   scripts/deps.sh [--bench] [--browser]
+#   scripts/deps.sh [--bench] [--browser] [--fuzz]
 set -eu
 PKGS="build-essential cmake pkg-config liblmdb-dev libsqlite3-dev libmsgpack-dev libevent-dev
 libjansson-dev libssl-dev lmdb-utils sqlite3 curl python3 python3-msgpack"
@@ -11,7 +11,9 @@ for opt in "$@"; do
     # the web console's browser test (tests/console): headless Chromium, its
     # driver, and a font for legible screenshots; scripts/test.sh asks for it
     --browser) PKGS="$PKGS chromium chromium-driver fonts-dejavu-core" ;;
-    *) echo "usage: scripts/deps.sh [--bench] [--browser]" >&2; exit 2 ;;
+    # libFuzzer and its sanitizer runtimes, for scripts/fuzz.sh only
+    --fuzz) PKGS="$PKGS clang libclang-rt-14-dev" ;;
+    *) echo "usage: scripts/deps.sh [--bench] [--browser] [--fuzz]" >&2; exit 2 ;;
   esac
 done
 missing=""

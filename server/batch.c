@@ -326,6 +326,9 @@ static int mp_check(srv_batch *b, const uint8_t *body, size_t len) {
     size_t off = 0;
     int rc = evl_mp_check(body, len, MP_DEPTH, EVL_MP_STRING_KEYS, &off);
     if (rc) return fail(b, rc, "malformed msgpack body at byte %zu: %s", off, evl_strerror(rc));
+    rc = evl_mp_unique_keys(body, len, &off);
+    if (rc == EVL_ENOMEM) return fail(b, rc, "out of memory");
+    if (rc) return fail(b, rc, "the map at byte %zu of the msgpack body has the same key twice", off);
     return EVL_OK;
 }
 

@@ -395,7 +395,8 @@ int evl_uuid_parse(const char *s, size_t len, uint8_t out[16]);
 size_t evl_time_format(int64_t ns, int digits, char out[40]);
 /** @brief Parse ISO-8601 / RFC 3339 ("2026-11-23T10:30:00Z", fractions,
  * "+02:00" offsets, or a date alone) into ns since the epoch.
- * @return EVL_OK or #EVL_EINVAL. */
+ * @return EVL_OK or #EVL_EINVAL (malformed, or outside what int64
+ *   nanoseconds hold: 1677-09-21 .. 2262-04-11). */
 int evl_time_parse(const char *s, size_t len, int64_t *ns);
 
 #ifdef __cplusplus

@@ -59,6 +59,15 @@ typedef struct evl_mp_val {
  *   length beyond the input, a non-string key), #EVL_EDEPTH, #EVL_EUTF8. */
 int evl_mp_check(const void *buf, size_t len, int max_depth, int flags, size_t *bad_offset);
 
+/** @brief Does any map in the value [buf, buf+len) (one that
+ * evl_mp_check() accepted) have the same key twice?  Keys are compared by
+ * their encoding.  JSON bodies are parsed with duplicates refused; this
+ * gives msgpack bodies the same rule, so no reader has to guess which of
+ * two values counts.
+ * @param[out] bad_offset where the offending map starts (may be NULL).
+ * @return EVL_OK, #EVL_EMSGPACK (a duplicate), #EVL_ENOMEM. */
+int evl_mp_unique_keys(const void *buf, size_t len, size_t *bad_offset);
+
 /** @brief Read the next value header at @p m into @p v (containers: only the
  * header; their elements follow).  @return EVL_OK or #EVL_EMSGPACK. */
 int evl_mp_read(evl_mp *m, evl_mp_val *v);

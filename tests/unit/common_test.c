@@ -82,6 +82,11 @@ int main(void) {
     CHECK_RC(evl_time_parse("2026-11-23T10:40:00", 19, &ns), EVL_EINVAL); /* no zone */
     CHECK_RC(evl_time_parse("2026-13-01", 10, &ns), EVL_EINVAL);
     CHECK_RC(evl_time_parse("yesterday", 9, &ns), EVL_EINVAL);
+    /* outside int64 nanoseconds (1677..2262): refused, not wrapped (fuzz_http) */
+    CHECK_RC(evl_time_parse("0039-11-23T10:30:00Z", 20, &ns), EVL_EINVAL);
+    CHECK_RC(evl_time_parse("9999-12-31", 10, &ns), EVL_EINVAL);
+    OK(evl_time_parse("1677-09-22", 10, &ns));
+    OK(evl_time_parse("2262-04-11", 10, &ns));
 
     CHECK(strcmp(evl_errname(EVL_ECONFLICT), "EVL_ECONFLICT") == 0);
     CHECK(strstr(evl_strerror(EVL_ESYS(2)), "No such file") != NULL);

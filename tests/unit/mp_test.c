@@ -95,6 +95,17 @@ int main(void) {
         for (size_t cut = 0; cut < sb.size; cut++) CHECK(chk((uint8_t *)sb.data, cut) != EVL_OK);
         msgpack_sbuffer_destroy(&sb);
     }
+    /* duplicate keys, at the top and nested; keys compare by encoding */
+    OK(evl_mp_unique_keys(B(0x82, 0xa1, 'a', 0x01, 0xa1, 'b', 0x01), NULL));
+    CHECK_RC(evl_mp_unique_keys(B(0x82, 0xa1, 'a', 0x01, 0xa1, 'a', 0x02), NULL), EVL_EMSGPACK);
+    {
+        size_t off = 99;
+        CHECK_RC(evl_mp_unique_keys(B(0x81, 0xa1, 'd', 0x83, 0xa1, 'x', 0xc0, 0xa1, 'y', 0xc0, 0xa1, 'x', 0xc0),
+                                    &off), EVL_EMSGPACK);
+        CHECK(off == 3); /* the inner map */
+    }
+    OK(evl_mp_unique_keys(B(0x82, 0x01, 0xc0, 0xa1, '1', 0xc0), NULL));
+    OK(evl_mp_unique_keys(B(0x92, 0x81, 0xa1, 'a', 0x01, 0x81, 0xa1, 'a', 0x01), NULL)); /* two maps */
     /* names */
     OK(evl_name_check("job-1", 5));
     OK(evl_name_check("caf\xc3\xa9", 5));
