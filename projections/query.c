@@ -9,6 +9,10 @@
  * reflects. */
 #include "projections/proj_int.h"
 
+/* The longest string or blob a query may make: 4 MiB, well above any
+ * value an event (1 MiB encoded at most by default) can put in a table. */
+#define EVL_PROJ_MAX_VALUE (4 << 20)
+
 typedef struct deadline { int64_t at; int hit; } deadline;
 
 static int progress(void *arg) {
@@ -101,6 +105,9 @@ int evl_proj_query_file(const char *db_path, const char *sql, const json_t *para
     }
     sqlite3_busy_timeout(db, timeout);
     sqlite3_progress_handler(db, 1000, progress, &dl);
+    /* No value bigger than an event could carry: zeroblob(1e9) or
+     * printf('%.*c', 1e9, 'x') would otherwise cost a GiB each. */
+    sqlite3_limit(db, SQLITE_LIMIT_LENGTH, EVL_PROJ_MAX_VALUE);
     /* read the checkpoint and the rows in one snapshot */
     if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s", sqlite3_errmsg(db));

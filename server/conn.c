@@ -191,6 +191,7 @@ srv_conn *evl__srv_conn_of(srv_worker *w, struct evhttp_request *req) {
 
 static void start_reading(srv_conn *c) {
     c->state = CONN_READING;
+    c->head_nl = c->head_done = c->head_nul = 0;
     c->deadline = evl__srv_mono_ns() + (int64_t)c->w->srv->cfg.header_timeout_ms * 1000000;
     arm(c, c->w->srv->cfg.header_timeout_ms);
 }
@@ -223,11 +224,37 @@ void evl__srv_conn_free_all(srv_worker *w) {
 
 /* ------------------------------------------------------------ watching */
 
+/* libevent hands header values over as C strings: "Expected-Revision:
+ * 1\0..." would reach us as "1".  So the head's new bytes are looked at as
+ * they arrive, up to its empty line, and a NUL in them makes the request a
+ * 400 (router.c) instead of something it did not say. */
+static void scan_head(srv_conn *c, struct evbuffer *b, size_t n_added) {
+    size_t len = evbuffer_get_length(b);
+    if (n_added > len) n_added = len;
+    struct evbuffer_ptr at;
+    if (evbuffer_ptr_set(b, &at, len - n_added, EVBUFFER_PTR_SET)) return;
+    struct evbuffer_iovec v[16];
+    int n = evbuffer_peek(b, (ev_ssize_t)n_added, &at, v, 16);
+    for (int i = 0; i < n && i < 16 && !c->head_done; i++) {
+        const unsigned char *p = v[i].iov_base;
+        for (size_t k = 0; k < v[i].iov_len && !c->head_done; k++) {
+            if (p[k] == '\n') {
+                if (c->head_nl) c->head_done = 1;
+                c->head_nl = 1;
+            } else if (p[k] != '\r') {
+                c->head_nl = 0;
+                if (!p[k]) c->head_nul = 1;
+            }
+        }
+    }
+}
+
 static void input_cb(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg) {
     srv_conn *c = arg;
     if (!info->n_added) return;
-    if (c->state == CONN_NEW || c->state == CONN_IDLE) {
-        start_reading(c);
+    if (c->state == CONN_NEW || c->state == CONN_IDLE) start_reading(c);
+    if (c->state == CONN_READING) {
+        if (!c->head_done) scan_head(c, b, info->n_added);
     } else if (c->state == CONN_HANDLING &&
                evbuffer_get_length(b) > c->w->srv->cfg.max_headers + c->w->srv->cfg.max_body) {
         /* evhttp keeps reading during a response only to see a close; a

@@ -104,6 +104,11 @@ static void dispatch(srv_req *q) {
                          "the server has %u connections open, its limit", cfg->max_connections);
         return;
     }
+    if (q->conn && q->conn->head_nul) {
+        evhttp_add_header(out, "Connection", "close");
+        evl__srv_problem(&q->rsp, 400, "bad-request", NULL, "the request head has a NUL byte");
+        return;
+    }
     if (w->stopping) {
         evl__srv_problem(&q->rsp, 503, "shutting-down", NULL, "the server is shutting down");
         return;
@@ -117,7 +122,11 @@ static void dispatch(srv_req *q) {
     }
     const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(q->rsp.req);
     const char *qs = u ? evhttp_uri_get_query(u) : NULL;
-    int rc = u ? evl__srv_split_path(q, evhttp_uri_get_path(u)) : EVL_EINVAL;
+    int rc = u ? evl__srv_split_path(q, evhttp_uri_get_path(u)) : EVL_ENOTFOUND;
+    if (rc == EVL_EINVAL) {
+        evl__srv_problem(&q->rsp, 400, "bad-request", NULL, "the path has a NUL byte");
+        return;
+    }
     if (rc == EVL_OK && qs) {
         rc = evl__srv_split_query(q, qs);
         if (rc == EVL_EINVAL) {

@@ -260,6 +260,10 @@ static void query_work(srv_job *j) {
         }
         if (p->rc) return;
     }
+    /* timeout_ms bounds the whole request: what the wait left is what the
+     * statement may run (its progress handler stops it there) */
+    int64_t left_ms = (p->deadline - evl__srv_mono_ns()) / 1000000;
+    p->opts.timeout_ms = left_ms < 1 ? 1 : left_ms > INT32_MAX ? INT32_MAX : (int)left_ms;
     p->rc = evl_proj_query(srv->eng, p->name, p->sql, p->params, &p->opts, &p->result, p->err,
                            sizeof p->err);
 }

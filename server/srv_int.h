@@ -188,6 +188,9 @@ struct srv_conn {
     int rewriting;
     int closing;                   /* evhttp will drop it: poll for that */
     int64_t deadline;              /* monotonic ns */
+    int head_nl;                   /* request head scan: a line just ended */
+    int head_done;                 /* the head's empty line was seen */
+    int head_nul;                  /* a NUL byte in the head: answer 400 */
     srv_sub *sub;                  /* the feed this connection carries, if any */
     srv_conn *prev, *next;
 };
@@ -274,7 +277,8 @@ void evl__srv_problem_raw(struct evbuffer *out, int code);
 
 /* The request target (target.c): decoded path segments and query
  * parameters into @p q, owned by it until evl__srv_req_release().
- * @return EVL_OK, EVL_EINVAL (malformed, too many parts), EVL_ENOMEM. */
+ * @return EVL_OK, EVL_EINVAL (malformed: a NUL byte, too many parameters),
+ *   EVL_ENOTFOUND (a path no route can have), EVL_ENOMEM. */
 int evl__srv_split_path(srv_req *q, const char *path);
 int evl__srv_split_query(srv_req *q, const char *qs);
 void evl__srv_req_release(srv_req *q);

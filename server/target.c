@@ -3,15 +3,16 @@
  * (fuzz/fuzz_http.c) can drive exactly what a request's bytes reach. */
 #include "server/srv_int.h"
 
-/* Split "/a/b%2Fc" into decoded segments; a decoded NUL is refused. */
+/* Split "/a/b%2Fc" into decoded segments; a decoded NUL is refused
+ * (EVL_EINVAL), more segments than any route has are EVL_ENOTFOUND. */
 int evl__srv_split_path(srv_req *q, const char *path) {
-    if (!path || path[0] != '/') return EVL_EINVAL;
+    if (!path || path[0] != '/') return EVL_ENOTFOUND;
     const char *p = path + 1;
     if (!*p) return EVL_OK; /* "/" */
     for (;;) {
         const char *e = strchr(p, '/');
         size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (q->n_seg == SRV_MAX_SEGS) return EVL_EINVAL;
+        if (q->n_seg == SRV_MAX_SEGS) return EVL_ENOTFOUND;
         char *raw = evl_malloc(n + 1);
         if (!raw) return EVL_ENOMEM;
         memcpy(raw, p, n);
