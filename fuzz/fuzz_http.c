@@ -87,7 +87,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint64_t v;
     evl__srv_u64(last, &v);
     evl_json_parse_expected(expected, &v);
-    if (g_auth) evl__srv_auth_role(g_auth, token, strlen(token));
+    const char *who;
+    if (g_auth) evl__srv_auth_role(g_auth, token, strlen(token), &who);
     uint8_t id[16];
     evl_uuid_parse(uuid, strlen(uuid), id);
     int64_t ns;
