@@ -246,6 +246,15 @@ static void describe_io(proj *p, char *err, size_t errlen) {
                  what ? ", " : "", x, sys ? ", errno " : "", sys ? strerror(sys) : "");
 }
 
+/* Did the statement fail for want of disk space?  Then the event is fine
+ * and the batch can be applied again once there is room: a full disk is
+ * not a fault of the projection. */
+static int out_of_space(proj *p) {
+    if (!p->db) return 0;
+    int x = sqlite3_extended_errcode(p->db), sys = sqlite3_system_errno(p->db);
+    return (x & 0xff) == SQLITE_FULL || ((x & 0xff) == SQLITE_IOERR && (sys == ENOSPC || sys == EDQUOT));
+}
+
 /* Apply events (checkpoint, until] — until = 0: as many as the batch allows.
  * Returns the new checkpoint; *failed_at is set when an event failed.
  * @p timed: also end the batch after 250 ms (not when re-applying the
@@ -323,7 +332,8 @@ int evl__proj_apply_batch(proj *p, uint64_t until, int timed, uint64_t *new_cp, 
         }
     }
     if (rc) {
-        if (rc == EVL_ESQL) describe_io(p, err, errlen); /* before the rollback resets the codes */
+        if (rc == EVL_ESQL && out_of_space(p)) rc = EVL_EFULL;
+        if (rc == EVL_ESQL || rc == EVL_EFULL) describe_io(p, err, errlen); /* before the rollback resets the codes */
         step_txn(p, p->st_rollback, NULL, 0);
     } else {
         /* what share of the events matched, lately: decides the next batch's reading */
@@ -596,6 +606,26 @@ static void *projector_main(void *arg) {
             rc = evl__proj_apply_batch(p, 0, 1, &cp, &failed_at, fault_type, err, sizeof err, &full);
         }
         if (rc && !err[0]) snprintf(err, sizeof err, "%s", evl_strerror(rc)); /* e.g. out of memory */
+        if (rc == EVL_EFULL) {
+            /* nothing of the batch was kept: say why and try again when
+             * events arrive or a second has passed */
+            pthread_mutex_lock(&e->mu);
+            if (!p->error || strncmp(p->error, "disk full", 9)) {
+                evl_free(p->error);
+                char msg[1100];
+                snprintf(msg, sizeof msg, "disk full, retrying: %s", err);
+                p->error = evl__proj_strdup(msg);
+                pthread_mutex_unlock(&e->mu);
+                evl__proj_report(e, "projection %s: %s", p->name, msg);
+                pthread_mutex_lock(&e->mu);
+            }
+            p->state = EVL_PROJ_CATCHING_UP;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            if (!e->stop) pthread_cond_timedwait(&e->wake, &e->mu, &ts);
+            continue;
+        }
         if (rc && !gone && failed_at > p->checkpoint + 1) {
             /* keep what came before the failing event, so the fault is exact */
             char err2[256];
@@ -612,6 +642,10 @@ static void *projector_main(void *arg) {
             pthread_mutex_lock(&e->mu);
         } else if (p->state != EVL_PROJ_FAULTED) {
             p->state = full ? EVL_PROJ_CATCHING_UP : EVL_PROJ_LIVE;
+            if (p->error && !strncmp(p->error, "disk full", 9)) { /* there was room after all */
+                evl_free(p->error);
+                p->error = NULL;
+            }
         }
         pthread_cond_broadcast(&p->cv);
     }

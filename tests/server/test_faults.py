@@ -198,6 +198,12 @@ CREATE TABLE fills (n INTEGER PRIMARY KEY, len INTEGER NOT NULL);
 -- @on Fill
 INSERT INTO fills (n, len) VALUES (:n, length(:pad));
 """
+# keeps every pad: it runs out of room with the log, and must wait, not fault
+SPEC_PADS = """-- @projection pads
+CREATE TABLE pads (n INTEGER PRIMARY KEY, pad TEXT NOT NULL);
+-- @on Fill
+INSERT INTO pads (n, pad) VALUES (:n, :pad || :pad);
+"""
 
 
 def try_mount(path, size):
@@ -213,6 +219,8 @@ def test_full_disk():
     os.mkdir(specs)
     with open(os.path.join(specs, "fills.sql"), "w") as f:
         f.write(SPEC_FILLS)
+    with open(os.path.join(specs, "pads.sql"), "w") as f:
+        f.write(SPEC_PADS)
     # EVL_FAULTS_NO_MOUNT=1 takes the fallback even where mount works
     mounted = not os.environ.get("EVL_FAULTS_NO_MOUNT") and try_mount(mnt, "3m")
     FIGURES["full disk"] = "a 3 MiB tmpfs" if mounted else "mount refused: a 4 MiB LMDB map"
@@ -252,6 +260,14 @@ def test_full_disk():
         st = expect(srv.get("/projections/fills"), 200, "status").json()
         print("full disk: projection fills is %s (%s), %d rows" % (st["state"], st.get("error"),
                                                                   q.json()["rows"][0][0]), flush=True)
+        if mounted:
+            # the log filled the disk: pads cannot store its rows, and says so without faulting
+            wait_for(lambda: "disk full" in (srv.get("/projections/pads").json().get("error") or "")
+                     or srv.get("/projections/pads").json()["state"] == "faulted", 20, "pads to hit the full disk")
+            st = srv.get("/projections/pads").json()
+            print("full disk: projection pads is %s (%s)" % (st["state"], st.get("error")), flush=True)
+            if st["state"] == "faulted":
+                fail("a full disk faulted the projection: %r" % st)
         again = expect_problem(srv.append("fill-1", {"type": "Fill", "data": {"pad": pad, "n": -1}}), 507,
                                "still full")
         del again
@@ -279,6 +295,17 @@ def test_full_disk():
         print("full disk: after freeing space, fills is", FIGURES["full disk projection"], flush=True)
         if st["state"] == "faulted":
             fail("the projection stays faulted once the disk has space again: %r" % st)
+        # pads needed room the disk did not have: it waited (not faulted) and catches up
+        wait_for(lambda: srv.get("/projections/pads").json()["checkpoint"] == head
+                 or srv.get("/projections/pads").json()["state"] == "faulted", 30, "pads to catch up")
+        st = srv.get("/projections/pads").json()
+        FIGURES["full disk pads"] = "%s at %d of %d (%s)" % (st["state"], st["checkpoint"], head, st["error"])
+        print("full disk: after freeing space, pads is", FIGURES["full disk pads"], flush=True)
+        if st["state"] == "faulted" or st["error"]:
+            fail("pads did not recover from the full disk: %r" % st)
+        n_pads = srv.post("/projections/pads/query", {"sql": "SELECT count(*) FROM pads"}).json()["rows"][0][0]
+        if n_pads != head:
+            fail("pads holds %d rows of %d" % (n_pads, head))
         sub.close()
     finally:
         if srv.stop() not in (0, None):
