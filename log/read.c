@@ -6,7 +6,6 @@
  * reader cannot pin old pages and make the file grow. */
 #include <errno.h>
 #include <poll.h>
-#include <stdlib.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -26,39 +25,39 @@ enum { F_TYPE, F_CAT, F_ACTOR, F_CORR, N_FILTERS };
  * unmaps them (the page cache keeps them; the next access, ours or
  * another thread's, maps them again), so a long scan's resident set stays
  * about one batch. */
-#define DROP_PAGES 256
+#define DROP_PAGES 4096   /* 16 MiB of 4 KiB pages: one madvise (and TLB flush) per that much */
+#define DROP_RUNS 32
 
 typedef struct dropper {
-    uintptr_t page[DROP_PAGES];
-    size_t n;
-    uintptr_t last;       /* the page of the previous record: most records share it */
+    struct { uintptr_t lo, hi; } run[DROP_RUNS];   /* page ranges read, [lo, hi) */
+    size_t n, pages;
 } dropper;
 
-static int cmp_page(const void *a, const void *b) {
-    uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
-    return (x > y) - (x < y);
-}
-
-static void drop_flush(dropper *d, size_t pg) {
-    qsort(d->page, d->n, sizeof d->page[0], cmp_page);
-    for (size_t i = 0; i < d->n;) {
-        size_t j = i + 1;
-        while (j < d->n && d->page[j] <= d->page[j - 1] + pg) j++;   /* a run (or a repeat) */
-        (void)madvise((void *)d->page[i], d->page[j - 1] + pg - d->page[i], MADV_DONTNEED);
-        i = j;
-    }
-    d->n = 0;
+static void drop_flush(dropper *d) {
+    for (size_t i = 0; i < d->n; i++)
+        (void)madvise((void *)d->run[i].lo, d->run[i].hi - d->run[i].lo, MADV_DONTNEED);
+    d->n = d->pages = 0;
 }
 
 static void drop_note(dropper *d, const void *p, size_t len, size_t pg) {
     uintptr_t a = (uintptr_t)p & ~(uintptr_t)(pg - 1);
-    uintptr_t end = ((uintptr_t)p + (len ? len : 1) - 1) & ~(uintptr_t)(pg - 1);
-    for (; a <= end; a += pg) {
-        if (a == d->last) continue;
-        d->last = a;
-        if (d->n == DROP_PAGES) drop_flush(d, pg);
-        d->page[d->n++] = a;
+    uintptr_t end = (((uintptr_t)p + (len ? len : 1) - 1) & ~(uintptr_t)(pg - 1)) + pg;
+    if (d->n) {
+        /* most records share the page of the one before, or start the next */
+        if (a >= d->run[d->n - 1].lo && end <= d->run[d->n - 1].hi) return;
+        if (a >= d->run[d->n - 1].lo && a <= d->run[d->n - 1].hi) {
+            d->pages += (end - d->run[d->n - 1].hi) / pg;
+            d->run[d->n - 1].hi = end;
+            if (d->pages >= DROP_PAGES) drop_flush(d);
+            return;
+        }
     }
+    if (d->n == DROP_RUNS) drop_flush(d);
+    d->run[d->n].lo = a;
+    d->run[d->n].hi = end;
+    d->n++;
+    d->pages += (end - a) / pg;
+    if (d->pages >= DROP_PAGES) drop_flush(d);
 }
 
 typedef struct filter {
