@@ -111,6 +111,59 @@ static int open_dbs(evl_log *log) {
     return EVL_OK;
 }
 
+/* A new log is made in DATA/log.new and renamed to DATA/log once its
+ * first meta pages are on disk.  LMDB writes them at creation without a
+ * sync, and it refuses an environment whose meta page is torn: a power cut
+ * while a log was being created would leave a log that never opens again
+ * (the power-loss test found it).  Whatever is in log.new, or a log/ with
+ * no data.mdb, is a creation that did not finish: nothing was ever
+ * acknowledged from it. */
+static int remove_dir(const char *path) {
+    static const char *const files[] = {"data.mdb", "lock.mdb"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char *f = join(path, files[i]);
+        if (!f) return EVL_ENOMEM;
+        int bad = unlink(f) != 0 && errno != ENOENT;
+        evl_free(f);
+        if (bad) return EVL_ESYS(errno);
+    }
+    return rmdir(path) != 0 && errno != ENOENT ? EVL_ESYS(errno) : EVL_OK;
+}
+
+static int fsync_dir(const char *path) {
+    int fd = open(path, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return EVL_ESYS(errno);
+    int rc = fsync(fd) != 0 ? EVL_ESYS(errno) : EVL_OK;
+    close(fd);
+    return rc;
+}
+
+static int create_log(const char *dir, const char *logdir, size_t map_size) {
+    char *tmp = join(dir, "log.new");
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    int rc = tmp ? EVL_OK : EVL_ENOMEM;
+    if (rc == EVL_OK) rc = remove_dir(tmp);
+    if (rc == EVL_OK && mkdir(tmp, 0755) != 0) rc = EVL_ESYS(errno);
+    if (rc == EVL_OK) rc = evl__lmdb_err(mdb_env_create(&env));
+    if (rc == EVL_OK) rc = evl__lmdb_err(mdb_env_set_mapsize(env, map_size));
+    if (rc == EVL_OK) rc = evl__lmdb_err(mdb_env_open(env, tmp, MDB_NOTLS, 0644));
+    /* one synced commit: both meta pages written, and flushed */
+    if (rc == EVL_OK) rc = evl__lmdb_err(mdb_txn_begin(env, NULL, 0, &txn));
+    if (rc == EVL_OK) {
+        rc = evl__lmdb_err(mdb_txn_commit(txn));
+        txn = NULL;
+    }
+    if (rc == EVL_OK) rc = evl__lmdb_err(mdb_env_sync(env, 1));
+    if (txn) mdb_txn_abort(txn);
+    if (env) mdb_env_close(env);
+    if (rc == EVL_OK) rc = remove_dir(logdir);
+    if (rc == EVL_OK && rename(tmp, logdir) != 0) rc = EVL_ESYS(errno);
+    if (rc == EVL_OK) rc = fsync_dir(dir);
+    evl_free(tmp);
+    return rc;
+}
+
 int evl_log_open(const char *dir, const evl_log_options *opt, evl_log **out) {
     int rc;
     char *logdir = NULL;
@@ -147,7 +200,13 @@ int evl_log_open(const char *dir, const evl_log_options *opt, evl_log **out) {
         evl_free(data);
         if (missing) { rc = EVL_ENOTFOUND; goto fail; }
     } else {
-        if ((rc = mkdir_p(dir)) || (rc = take_lock(log)) || (rc = mkdir_p(logdir))) goto fail;
+        if ((rc = mkdir_p(dir)) || (rc = take_lock(log))) goto fail;
+        struct stat st;
+        char *data = join(logdir, "data.mdb");
+        if (!data) { rc = EVL_ENOMEM; goto fail; }
+        int missing = stat(data, &st) != 0;
+        evl_free(data);
+        if (missing && (rc = create_log(dir, logdir, (size_t)log->opt.map_size))) goto fail;
     }
     long pg = sysconf(_SC_PAGESIZE);
     log->os_page = pg > 0 ? (size_t)pg : 4096;
