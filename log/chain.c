@@ -33,6 +33,7 @@ int evl__chain_load(evl_log *log) {
 int evl_log_digest(evl_log *log, uint64_t at, evl_digest *out) {
     MDB_txn *txn;
     memset(out, 0, sizeof *out);
+    evl__read_barrier(log);
     int rc = evl__lmdb_err(mdb_txn_begin(log->env, NULL, MDB_RDONLY, &txn));
     if (rc) return rc;
     uint64_t head = evl__head_from_txn(log, txn);

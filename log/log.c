@@ -16,6 +16,7 @@ void evl_log_options_init(evl_log_options *opt) {
     opt->max_event_size = EVL_DEFAULT_MAX_EVENT;
     opt->max_readers = 1024;
     opt->max_group_events = 8192;
+    opt->journal_lap = EVL_DEFAULT_JOURNAL_LAP;
 }
 
 static int mkdir_p(const char *path) {
@@ -95,6 +96,7 @@ static int open_dbs(evl_log *log) {
     }
     uint64_t head = evl__head_from_txn(log, txn);
     atomic_store(&log->head, head);
+    atomic_store(&log->durable, head);
     log->next_pos = head + 1;
     /* Resume the clock where the log left it, so time stays non-decreasing
      * across restarts even if the wall clock went back meanwhile. */
@@ -119,7 +121,7 @@ static int open_dbs(evl_log *log) {
  * no data.mdb, is a creation that did not finish: nothing was ever
  * acknowledged from it. */
 static int remove_dir(const char *path) {
-    static const char *const files[] = {"data.mdb", "lock.mdb"};
+    static const char *const files[] = {"data.mdb", "lock.mdb", "data.mdb-journal"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char *f = join(path, files[i]);
         if (!f) return EVL_ENOMEM;
@@ -174,6 +176,8 @@ int evl_log_open(const char *dir, const evl_log_options *opt, evl_log **out) {
     else evl_log_options_init(&log->opt);
     log->lock_fd = -1;
     log->ino_fd = -1;
+    log->jfd = -1;
+    if (!log->opt.journal_lap) log->opt.journal_lap = EVL_DEFAULT_JOURNAL_LAP;
     pthread_mutex_init(&log->mu, NULL);
     pthread_mutex_init(&log->watch_mu, NULL);
     pthread_mutex_init(&log->ino_mu, NULL);
@@ -186,6 +190,7 @@ int evl_log_open(const char *dir, const evl_log_options *opt, evl_log **out) {
         pthread_cond_init(&log->head_cv, &ca);
         pthread_cond_destroy(&log->queue_cv);
         pthread_cond_init(&log->queue_cv, &ca);
+        pthread_cond_init(&log->apply_cv, &ca);
         pthread_condattr_destroy(&ca);
     }
     log->dir = evl_malloc(strlen(dir) + 1);
@@ -223,6 +228,29 @@ int evl_log_open(const char *dir, const evl_log_options *opt, evl_log **out) {
     int dead = 0;
     mdb_reader_check(log->env, &dead); /* slots of readers that died */
     if ((rc = open_dbs(log))) goto fail;
+    {
+        MDB_stat ms;
+        mdb_env_stat(log->env, &ms);
+        log->psize = ms.ms_psize;
+    }
+    if (log->opt.read_only && evl__jnl_tail(dir, atomic_load(&log->head))) {
+        /* A writer stopped before the applier put its last groups in LMDB
+         * (a crash; a full disk).  If none runs now, apply them, as the
+         * writer's own open would, so this view misses nothing
+         * acknowledged; with one running (busy) it is doing just that. */
+        evl_log_options wo = log->opt;
+        evl_log *w;
+        wo.read_only = 0;
+        if (evl_log_open(dir, &wo, &w) == EVL_OK) {
+            evl_log_close(w);
+            mdb_env_close(log->env);
+            log->env = NULL;
+            evl_free(logdir);
+            evl_log_close(log);
+            wo.read_only = 1;
+            return evl_log_open(dir, &wo, out);
+        }
+    }
     if (!log->opt.read_only && (rc = evl__writer_start(log))) goto fail;
     evl_free(logdir);
     *out = log;
@@ -235,7 +263,7 @@ fail:
 
 void evl_log_close(evl_log *log) {
     if (!log) return;
-    if (log->writer_started) evl__writer_stop(log);
+    if (!log->opt.read_only) evl__writer_stop(log);
     evl__sha256_free(log->hasher);
     if (log->env) mdb_env_close(log->env);
     if (log->lock_fd >= 0) close(log->lock_fd);
@@ -250,6 +278,7 @@ void evl_log_close(evl_log *log) {
     pthread_mutex_destroy(&log->ino_mu);
     pthread_cond_destroy(&log->queue_cv);
     pthread_cond_destroy(&log->head_cv);
+    pthread_cond_destroy(&log->apply_cv);
     evl_free(log->dir);
     evl_free(log);
 }
@@ -280,6 +309,7 @@ int evl_log_stats_get(evl_log *log, evl_log_stats *st) {
     MDB_stat ms;
     MDB_envinfo ei;
     memset(st, 0, sizeof *st);
+    evl__read_barrier(log);
     int rc = mdb_txn_begin(log->env, NULL, MDB_RDONLY, &txn);
     if (rc) return evl__lmdb_err(rc);
     st->head = evl__head_from_txn(log, txn);
@@ -313,6 +343,8 @@ int evl_log_stats_get(evl_log *log, evl_log_stats *st) {
     struct stat fs;
     if (path && stat(path, &fs) == 0) st->file_bytes = (uint64_t)fs.st_blocks * 512;
     evl_free(path);
+    st->groups = atomic_load(&log->n_groups);
+    st->group_us_sum = atomic_load(&log->group_us_sum);
     st->commits = atomic_load(&log->n_commits);
     st->appends = atomic_load(&log->n_appends);
     st->appended_events = atomic_load(&log->n_events);
@@ -337,7 +369,7 @@ int evl_log_backup(evl_log *log, const char *dest, uint64_t *head) {
     if ((rc = mkdir_p(dest)) || (rc = mkdir_p(logdir))) goto out;
     /* the head of the snapshot the copy is taken from: read it first, the copy
      * sees at least this much (a later head only adds events) */
-    if (head) *head = evl_log_head(log);
+    if (head) *head = evl_log_head(log); /* after the read barrier: all acknowledged */
     rc = evl__lmdb_err(mdb_env_copy2(log->env, logdir, MDB_CP_COMPACT));
 out:
     evl_free(data);

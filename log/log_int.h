@@ -18,7 +18,65 @@
  * (keys, headers, fixed-width numbers, CRC); see format.c. */
 #define EVL_RECORD_OVERHEAD 192
 
+/* Tuning of the journal and the applier (journal.c, apply.c, writer.c). */
+#define EVL_JNL_HDR 32                      /* frame header bytes */
+#define EVL_DEFAULT_JOURNAL_LAP (16u << 20) /* the journal restarts at 0 past this */
+#define EVL_JNL_EARLY_WRAP (1u << 20)       /* ... or past this when LMDB holds all of it */
+#define EVL_PENDING_MAX_BYTES (64u << 20)   /* journaled, not applied: the writer waits past this */
+#define EVL_APPLY_MAX_EVENTS 65536          /* events per applier transaction at most */
+#define EVL_APPLY_RETRY_NS 250000000LL      /* a commit that found no room is retried after this */
+#define EVL_MAP_SLACK_PAGES 32              /* map pages kept free by the room estimate */
+#define EVL_GROUP_SLACK_PAGES 8             /* pages a group may copy on write besides its own */
+#define EVL_LOW_SPACE_BYTES (8u << 20)      /* EIO with less free space than this means "full" */
+
 typedef struct evl_req evl_req;
+
+/* One group, journaled: its frame (header, then per record be32 length and
+ * the record) and, for the pending tables, per event its id (16 bytes), its
+ * stream name's length (1 byte) and name.  One allocation. */
+typedef struct evl_jbatch {
+    struct evl_jbatch *next;  /* under log->mu */
+    uint64_t first, last;     /* positions */
+    uint32_t n;
+    size_t len;               /* frame bytes */
+    size_t cap;               /* bytes of the allocation */
+    uint8_t *buf;
+    uint8_t *side;
+    size_t side_len;
+    uint64_t need;            /* LMDB map bytes reserved for it */
+} evl_jbatch;
+
+/* pend.c: the writer's tables of journaled events LMDB does not hold yet. */
+typedef struct evl_pent {
+    uint64_t hash;
+    const uint8_t *key;       /* in a batch's side area */
+    uint32_t len;
+    uint64_t pos, rev;
+    const uint8_t *rec;       /* ids: the record, in the batch's frame */
+    uint32_t rlen;
+} evl_pent;
+typedef struct evl_pmap {
+    evl_pent *slot;
+    size_t cap, n;
+} evl_pmap;
+uint64_t evl__pend_hash(const void *key, size_t len);
+evl_pent *evl__pend_get(evl_pmap *m, const void *key, size_t len, uint64_t h);
+int evl__pend_put(evl_pmap *m, const evl_pent *e);
+void evl__pend_del(evl_pmap *m, const void *key, size_t len, uint64_t h, uint64_t pos);
+void evl__pend_del_entry(evl_pmap *m, evl_pent *e);
+void evl__pend_free(evl_pmap *m);
+
+/* journal.c: reading the journal from offset 0. */
+typedef struct evl_jscan {
+    int fd;
+    uint64_t size, off, epoch, next, frames;
+    uint64_t first;
+    uint32_t n;
+    const uint8_t *payload;
+    size_t payload_len;
+    uint8_t *buf;
+    size_t cap;
+} evl_jscan;
 typedef struct evl_watcher {
     struct evl_watcher *next;
     evl_commit_cb cb;
@@ -30,6 +88,7 @@ struct evl_log {
     evl_log_options opt;
     MDB_env *env;
     size_t os_page;             /* sysconf(_SC_PAGESIZE), for the iterators' madvise */
+    uint64_t psize;             /* LMDB page size */
     /* Named databases (see format.c for their keys and values). */
     MDB_dbi db_events, db_streams, db_ids, db_types, db_cats, db_times, db_info;
     /* Audit indexes (meta.actor, meta.correlation_id).  They came after
@@ -59,13 +118,34 @@ struct evl_log {
     int64_t last_indexed_time;
     evl_sha256 *hasher;
     uint8_t chain[EVL_CHAIN_LEN]; /* h of the last record committed */
-    int unflushed;            /* EVL_SYNC_NONE: commits since the last flush */
     int64_t next_reader_check; /* monotonic ns: when to look for dead readers' slots next */
+    MDB_txn *rtxn;            /* the checks' read transaction, one per group */
+    evl_pmap pm_streams, pm_ids;
+    uint64_t pend_bytes;      /* bytes of batches not yet freed */
+    uint64_t pend_need;       /* LMDB map bytes reserved by them */
+    int jfd;                  /* the journal, -1 when closed */
+    uint64_t joff, jepoch;
+
+    /* Journaled groups, under mu: every batch not yet freed, in position
+     * order; jb_apply is the first the applier has not put in LMDB.  The
+     * writer links and frees them, the applier only reads them. */
+    evl_jbatch *jb_first, *jb_last, *jb_apply;
+    _Atomic uint64_t durable;  /* last acknowledged position; head trails it */
+    pthread_cond_t apply_cv;  /* the applier sleeps here */
+    int apply_err;            /* under mu: EVL_EFULL while the applier finds no room */
+    int a_stop;
+    int a_dead;               /* under mu: the applier's commit or flush failed */
+    pthread_t applier;
+    int applier_started;
+    /* Applier-thread private. */
+    int64_t a_last_time;      /* the last time put in the times index */
+    int a_unflushed;          /* EVL_SYNC_NONE: commits since the last flush */
 
     pthread_mutex_t watch_mu;
     evl_watcher *watchers;
 
     /* Counters (writer writes, anyone reads). */
+    _Atomic uint64_t n_groups, group_us_sum;
     _Atomic uint64_t n_commits, n_appends, n_events, n_bytes, n_conflicts, n_syncs;
     _Atomic uint64_t n_stale_readers;
     _Atomic uint64_t commit_us[EVL_COMMIT_BUCKETS + 1], commit_us_sum;
@@ -105,9 +185,31 @@ int evl__stream_head(MDB_cursor *c, const char *stream, size_t len, uint64_t *re
  * there is none).  Before the writer starts. */
 int evl__chain_load(evl_log *log);
 
-/* writer.c */
+/* writer.c: start recovers the journal's tail, then starts the writer and
+ * the applier; stop drains both and frees what they held (safe after a
+ * start that failed half-way). */
 int evl__writer_start(evl_log *log);
 void evl__writer_stop(evl_log *log);
+/* Less free space on the log's file system than EVL_LOW_SPACE_BYTES. */
+int evl__low_space(evl_log *log);
+
+/* journal.c */
+char *evl__jnl_path(const char *dir); /* DIR/log/data.mdb-journal; caller frees */
+int evl__jnl_open(evl_log *log);     /* open or create it, draw a new epoch, offset 0 */
+void evl__jnl_seal(evl_jbatch *b, uint64_t epoch); /* fill in the frame header */
+int evl__jnl_write(evl_log *log, const evl_jbatch *b, int sync); /* at log->joff */
+int evl__jnl_scan_open(const char *dir, evl_jscan *s); /* EVL_ENOTFOUND: no journal */
+int evl__jnl_scan_next(evl_jscan *s);
+void evl__jnl_scan_close(evl_jscan *s);
+
+/* apply.c */
+int evl__jnl_recover(evl_log *log);  /* apply the journal's tail past LMDB's head */
+int evl__jnl_tail(const char *dir, uint64_t head); /* 1: the journal holds events past head */
+int evl__applier_start(evl_log *log);
+void evl__applier_stop(evl_log *log);
+/* Wait until everything acknowledged before the call is readable (or the
+ * applier cannot go on): read-your-writes for the reading entry points. */
+void evl__read_barrier(evl_log *log);
 
 /* meta_idx.c: the actor and correlation indexes.  evl__meta_keys[i] is
  * the meta key that index i (evl__meta_dbi) holds, and the index's name. */

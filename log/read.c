@@ -91,7 +91,10 @@ uint64_t evl__head_from_txn(evl_log *log, MDB_txn *txn) {
 }
 
 uint64_t evl_log_head(evl_log *log) {
-    if (!log->opt.read_only) return atomic_load(&log->head);
+    if (!log->opt.read_only) {
+        evl__read_barrier(log);
+        return atomic_load(&log->head);
+    }
     MDB_txn *txn;
     if (mdb_txn_begin(log->env, NULL, MDB_RDONLY, &txn)) return 0;
     uint64_t head = evl__head_from_txn(log, txn);
@@ -115,6 +118,7 @@ static int position_at(evl_log *log, MDB_txn *txn, int64_t t, uint64_t *pos) {
 
 int evl_log_position_at(evl_log *log, int64_t time_ns, uint64_t *position) {
     MDB_txn *txn;
+    evl__read_barrier(log);
     int rc = mdb_txn_begin(log->env, NULL, MDB_RDONLY, &txn);
     if (rc) return evl__lmdb_err(rc);
     rc = position_at(log, txn, time_ns, position);
@@ -212,10 +216,11 @@ int evl_iter_open(evl_log *log, const evl_query *q, evl_iter **out) {
         if (fs[f] && !(it->f[f].s = dup_str(fs[f], &it->f[f].len))) rc = EVL_ENOMEM;
     if (rc) goto fail;
     if (it->stream && it->stream_len > EVL_MAX_NAME) it->done = 1; /* no such stream can exist */
+    evl__read_barrier(log);
     if ((rc = evl__lmdb_err(mdb_txn_begin(log->env, NULL, MDB_RDONLY, &it->txn)))) goto fail;
     uint64_t head = evl__head_from_txn(log, it->txn);
     /* A writer's own readers see what has been acknowledged, nothing beyond. */
-    if (!log->opt.read_only && atomic_load(&log->head) < head) head = atomic_load(&log->head);
+    if (!log->opt.read_only && atomic_load(&log->durable) < head) head = atomic_load(&log->durable);
     it->lo = 1;
     it->hi = head;
     if (q->until_position && q->until_position < it->hi) it->hi = q->until_position;
@@ -395,6 +400,7 @@ int evl_log_get(evl_log *log, uint64_t position, uint8_t **raw, size_t *len) {
     evl_event ev;
     *raw = NULL;
     *len = 0;
+    evl__read_barrier(log);
     int rc = mdb_txn_begin(log->env, NULL, MDB_RDONLY, &txn);
     if (rc) return evl__lmdb_err(rc);
     rc = mdb_get(txn, log->db_events, &k, &v);
@@ -420,6 +426,7 @@ int evl_log_stream_revision(evl_log *log, const char *stream, uint64_t *revision
     MDB_cursor *c;
     size_t len = strlen(stream);
     if (len == 0 || len > EVL_MAX_NAME) return EVL_ENOTFOUND;
+    evl__read_barrier(log);
     int rc = mdb_txn_begin(log->env, NULL, MDB_RDONLY, &txn);
     if (rc) return evl__lmdb_err(rc);
     if ((rc = mdb_cursor_open(txn, log->db_streams, &c)) == 0) {

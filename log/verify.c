@@ -107,6 +107,7 @@ int evl_log_verify(evl_log *log, char *problem, size_t problem_len, uint64_t *n_
     int rc;
     if (problem && problem_len) problem[0] = 0;
     if (n_events) *n_events = 0;
+    evl__read_barrier(log);
     if ((rc = evl__sha256_new(&hasher))) return rc;
     if ((rc = mdb_txn_begin(log->env, NULL, MDB_RDONLY, &v.txn))) {
         evl__sha256_free(hasher);

@@ -1,24 +1,22 @@
 /* Appends and group commit.
  *
  * DESIGN.  Appenders validate and pre-encode their batch in their own thread
- * (build_req), then queue it.  One writer thread owns every write
- * transaction: it takes everything queued (up to max_group_events), applies
- * each batch in turn inside one LMDB transaction, commits once (one fsync
- * for the whole group in EVL_SYNC_FULL), and only then completes the
- * appenders.  A batch is checked completely (idempotency, expected
- * revisions) before any of its writes, and the checks read through the same
- * transaction, so they see the batches applied before it in the group: a
- * refused batch writes nothing and its neighbours are untouched.
+ * (build_req), then queue it.  One writer thread takes everything queued (up
+ * to max_group_events), checks each batch in turn (idempotency, expected
+ * revisions, room in the LMDB map), encodes the accepted ones into one
+ * journal frame, writes it and syncs it once (EVL_SYNC_FULL), and only then
+ * completes the appenders.  The applier thread (apply.c) puts the frames
+ * into LMDB afterwards, many per transaction; journal.c says why.
  *
- * If a write itself fails in the middle of a group (map full, disk full),
- * the whole transaction is aborted and the group is replayed one batch per
- * transaction, so the batch that does not fit fails alone.
+ * The checks see the batches before them: LMDB through a read transaction,
+ * and the events journaled but not yet applied through the pending tables
+ * (pend.c).  A refused batch writes nothing and its neighbours are
+ * untouched; if the frame cannot be written the whole group is undone.
  *
- * A failed commit or flush is never retried: the kernel may have dropped the
- * dirty pages already (fsyncgate), so a later "successful" fsync proves
- * nothing.  The log turns read-only until it is reopened — except for
- * ENOSPC/map-full, which LMDB reports before the meta page is written and
- * leaves the environment intact.
+ * A failed sync is never retried: the kernel may have dropped the dirty
+ * pages already (fsyncgate), so a later "successful" fsync proves nothing.
+ * The log turns read-only until it is reopened -- except for ENOSPC, which
+ * leaves nothing acknowledged behind: the next frame overwrites the torn one.
  */
 #include <errno.h>
 #include <msgpack.h>
@@ -211,13 +209,78 @@ fail:
 
 /* ------------------------------------------------------------ the writer */
 
+/* A pending-table slot as it was before the group changed it, so a group
+ * whose frame cannot be written leaves the tables as they were. */
+typedef struct undo {
+    evl_pmap *map;
+    int had;
+    evl_pent old; /* had: the entry to put back; else: the key to delete */
+} undo;
+
 typedef struct group_ctx {
-    MDB_txn *txn;
-    MDB_cursor *c_events;
-    MDB_cursor *c_streams;
+    MDB_cursor *c_streams;  /* on log->rtxn */
     msgpack_sbuffer rec;
+    evl_jbatch *b;
     int64_t time_ns;
+    undo *undo;
+    size_t n_undo, cap_undo;
+    uint64_t need, room;    /* LMDB map bytes: reserved by this group, free for it */
 } group_ctx;
+
+/* Where a group or a batch started: rollback() returns there. */
+typedef struct mark {
+    size_t len, side_len, n_undo;
+    uint32_t n;
+    uint64_t next_pos, need;
+    uint8_t chain[EVL_CHAIN_LEN];
+} mark;
+
+static void set_mark(evl_log *log, group_ctx *g, mark *m) {
+    m->len = g->b->len;
+    m->side_len = g->b->side_len;
+    m->n = g->b->n;
+    m->n_undo = g->n_undo;
+    m->next_pos = log->next_pos;
+    m->need = g->need;
+    memcpy(m->chain, log->chain, EVL_CHAIN_LEN);
+}
+
+static void rollback(evl_log *log, group_ctx *g, const mark *m) {
+    while (g->n_undo > m->n_undo) {
+        undo *u = &g->undo[--g->n_undo];
+        if (u->had) {
+            evl__pend_put(u->map, &u->old); /* the slot exists: no allocation */
+        } else {
+            evl_pent *e = evl__pend_get(u->map, u->old.key, u->old.len, u->old.hash);
+            if (e) evl__pend_del_entry(u->map, e);
+        }
+    }
+    g->b->len = m->len;
+    g->b->side_len = m->side_len;
+    g->b->n = m->n;
+    g->need = m->need;
+    log->next_pos = m->next_pos;
+    memcpy(log->chain, m->chain, EVL_CHAIN_LEN);
+}
+
+/* Put @p e in @p map, remembering what it replaced. */
+static int pend_set(group_ctx *g, evl_pmap *map, const evl_pent *e) {
+    if (g->n_undo == g->cap_undo) {
+        size_t cap = g->cap_undo ? 2 * g->cap_undo : 256;
+        undo *nu = evl_realloc(g->undo, cap * sizeof *nu);
+        if (!nu) return EVL_ENOMEM;
+        g->undo = nu;
+        g->cap_undo = cap;
+    }
+    undo *u = &g->undo[g->n_undo];
+    evl_pent *old = evl__pend_get(map, e->key, e->len, e->hash);
+    u->map = map;
+    u->had = old != NULL;
+    u->old = old ? *old : *e;
+    if (evl__pend_put(map, e)) return EVL_ENOMEM;
+    g->n_undo++;
+    return EVL_OK;
+}
 
 /* Is the stream's current state compatible with the expectation? */
 static int expectation_ok(uint64_t expected, int exists, uint64_t cur) {
@@ -227,16 +290,47 @@ static int expectation_ok(uint64_t expected, int exists, uint64_t cur) {
     return exists && cur == expected;
 }
 
+/* The stream's head: journaled events first, then LMDB. */
+static int stream_head(evl_log *log, group_ctx *g, const char *name, uint32_t len, uint64_t *rev) {
+    evl_pent *e = evl__pend_get(&log->pm_streams, name, len, evl__pend_hash(name, len));
+    if (e) {
+        *rev = e->rev;
+        return EVL_OK;
+    }
+    return evl__stream_head(g->c_streams, name, len, rev, NULL);
+}
+
+/* Where an event id already is: 1 with its position and record, 0 if new,
+ * or -(error). */
+static int find_id(evl_log *log, const uint8_t id[16], uint64_t *pos, const uint8_t **rec,
+                   size_t *len) {
+    evl_pent *e = evl__pend_get(&log->pm_ids, id, 16, evl__pend_hash(id, 16));
+    if (e) {
+        *pos = e->pos;
+        *rec = e->rec;
+        *len = e->rlen;
+        return 1;
+    }
+    MDB_val k = {16, (void *)id}, v;
+    int mrc = mdb_get(log->rtxn, log->db_ids, &k, &v);
+    if (mrc == MDB_NOTFOUND) return 0;
+    if (mrc) return -evl__lmdb_err(mrc);
+    *pos = evl__get_be64(v.mv_data);
+    uint8_t key[8];
+    evl__put_be64(key, *pos);
+    MDB_val pk = {8, key};
+    if ((mrc = mdb_get(log->rtxn, log->db_events, &pk, &v))) return -EVL_ECORRUPT;
+    *rec = v.mv_data;
+    *len = v.mv_size;
+    return 1;
+}
+
 /* All ids already in the log: answer with the originals. */
-static int answer_idempotent(evl_log *log, group_ctx *g, evl_req *r, const uint64_t *positions) {
+static int answer_idempotent(evl_req *r, const uint8_t *const *recs, const size_t *lens) {
     for (size_t e = 0; e < r->n_events; e++) {
         req_event *re = &r->events[e];
-        uint8_t key[8];
-        evl__put_be64(key, positions[e]);
-        MDB_val k = {8, key}, v;
         evl_event ev;
-        if (mdb_get(g->txn, log->db_events, &k, &v) || evl_log_decode(v.mv_data, v.mv_size, &ev))
-            return EVL_ECORRUPT;
+        if (evl_log_decode(recs[e], lens[e], &ev)) return EVL_ECORRUPT;
         const req_stream *rs = &r->streams[re->stream];
         /* A repeat is the same event sent again (a retry after a lost
          * answer), so everything the client chose must match the record:
@@ -257,29 +351,46 @@ static int answer_idempotent(evl_log *log, group_ctx *g, evl_req *r, const uint6
     return EVL_OK;
 }
 
+/* LMDB map bytes an event may take once applied: the record (on overflow
+ * pages when large) and its index entries, with room for half-full pages.
+ * An estimate that errs high: the exact answer exists only in a commit. */
+static uint64_t map_need(const evl_log *log, size_t rec_bytes) {
+    uint64_t ps = log->psize;
+    if (rec_bytes + 16 > ps / 2) return (rec_bytes + 16 + ps - 1) / ps * ps + 1024;
+    return 2 * ((uint64_t)rec_bytes + 160);
+}
+
 /* Checks that decide whether the batch is accepted.  Writes nothing. */
 static int check_req(evl_log *log, group_ctx *g, evl_req *r, uint64_t *cur, int *exists) {
     size_t seen = 0;
-    uint64_t *positions = NULL;
+    const uint8_t **recs = NULL;
+    size_t *lens = NULL;
     int rc = EVL_OK;
-    for (size_t e = 0; e < r->n_events; e++) {
+    for (size_t e = 0; e < r->n_events && rc == EVL_OK; e++) {
         if (!r->events[e].client_id) continue;
-        MDB_val k = {16, r->events[e].id}, v;
-        int mrc = mdb_get(g->txn, log->db_ids, &k, &v);
-        if (mrc == MDB_NOTFOUND) continue;
-        if (mrc) return evl__lmdb_err(mrc);
-        if (!positions && !(positions = evl_calloc(r->n_events, sizeof *positions))) return EVL_ENOMEM;
-        positions[e] = evl__get_be64(v.mv_data);
+        uint64_t pos = 0;
+        const uint8_t *rec = NULL;
+        size_t len = 0;
+        int f = find_id(log, r->events[e].id, &pos, &rec, &len);
+        if (f < 0) rc = -f;
+        if (f <= 0) continue;
+        if (!recs && (!(recs = evl_calloc(r->n_events, sizeof *recs)) ||
+                      !(lens = evl_calloc(r->n_events, sizeof *lens)))) {
+            rc = EVL_ENOMEM;
+            continue;
+        }
+        recs[e] = rec;
+        lens[e] = len;
         seen++;
     }
-    if (seen) {
-        rc = seen == r->n_events ? answer_idempotent(log, g, r, positions) : EVL_EIDMIX;
-        evl_free(positions);
-        return rc == EVL_OK ? -1 : rc; /* -1: accepted, nothing to write */
-    }
+    if (rc == EVL_OK && seen)
+        rc = seen == r->n_events ? answer_idempotent(r, recs, lens) : EVL_EIDMIX;
+    evl_free(recs);
+    evl_free(lens);
+    if (rc || seen) return rc == EVL_OK ? -1 : rc; /* -1: accepted, nothing to write */
     for (size_t s = 0; s < r->n_streams; s++) {
         req_stream *rs = &r->streams[s];
-        int hrc = evl__stream_head(g->c_streams, rs->name, rs->len, &cur[s], NULL);
+        int hrc = stream_head(log, g, rs->name, rs->len, &cur[s]);
         if (hrc && hrc != EVL_ENOTFOUND) return hrc;
         exists[s] = hrc == EVL_OK;
         if (!exists[s]) cur[s] = 0;
@@ -289,39 +400,47 @@ static int check_req(evl_log *log, group_ctx *g, evl_req *r, uint64_t *cur, int 
             return EVL_ECONFLICT;
         }
     }
+    uint64_t need = 0;
+    for (size_t e = 0; e < r->n_events; e++) {
+        const req_event *re = &r->events[e];
+        need += map_need(log, EVL_RECORD_OVERHEAD + r->streams[re->stream].len + re->type_len +
+                                  re->data_len + re->meta_len);
+    }
+    if (g->need + need > g->room) return EVL_EFULL;
+    g->need += need;
     return EVL_OK;
 }
 
-/* Write an accepted batch.  Any error here is a write error: the caller
- * aborts the transaction. */
+/* Encode an accepted batch into the group's frame and record its events in
+ * the pending tables.  The frame was sized for the whole group up front, so
+ * nothing here moves bytes the tables point at. */
 static int write_req(evl_log *log, group_ctx *g, evl_req *r, uint64_t *cur, int *exists) {
-    int mrc;
-    uint8_t sent[16], pkey[8];
+    evl_jbatch *b = g->b;
     for (size_t s = 0; s < r->n_streams; s++) {
         req_stream *rs = &r->streams[s];
-        size_t cat_len = evl_stream_category(rs->name, rs->len);
-        uint64_t rev = exists[s] ? cur[s] + 1 : 0, pos;
+        uint64_t rev = exists[s] ? cur[s] + 1 : 0;
         for (size_t e = rs->first; e < rs->first + rs->n; e++, rev++) {
             req_event *re = &r->events[e];
-            pos = log->next_pos++;
+            uint64_t pos = log->next_pos++;
             int rc = evl__fmt_encode(&g->rec, log->hasher, log->chain, log->chain, pos, rs->name,
                                      rs->len, rev, re->id, re->type, re->type_len, g->time_ns,
                                      re->data, re->data_len, re->meta, re->meta_len);
             if (rc) return rc;
-            evl__put_be64(pkey, pos);
-            MDB_val k = {8, pkey}, v = {g->rec.size, g->rec.data}, pv = {8, pkey};
-            if ((mrc = mdb_cursor_put(g->c_events, &k, &v, MDB_APPEND))) return evl__lmdb_err(mrc);
-            evl__stream_entry(sent, rev, pos);
-            MDB_val sk = {rs->len, (void *)rs->name}, sv = {16, sent};
-            if ((mrc = mdb_cursor_put(g->c_streams, &sk, &sv, 0))) return evl__lmdb_err(mrc);
-            MDB_val ik = {16, re->id};
-            if ((mrc = mdb_put(g->txn, log->db_ids, &ik, &pv, MDB_NOOVERWRITE)))
-                return mrc == MDB_KEYEXIST ? EVL_EIDREUSE : evl__lmdb_err(mrc);
-            MDB_val tk = {re->type_len, (void *)re->type};
-            if ((mrc = mdb_put(g->txn, log->db_types, &tk, &pv, 0))) return evl__lmdb_err(mrc);
-            MDB_val ck = {cat_len, (void *)rs->name};
-            if ((mrc = mdb_put(g->txn, log->db_cats, &ck, &pv, 0))) return evl__lmdb_err(mrc);
-            if ((rc = evl__meta_index_put(log, g->txn, re->meta, re->meta_len, pkey))) return rc;
+            evl_assert(b->len + 4 + g->rec.size <= b->cap);
+            uint8_t *rec = b->buf + b->len + 4;
+            evl__put_be32(rec - 4, (uint32_t)g->rec.size);
+            memcpy(rec, g->rec.data, g->rec.size);
+            b->len += 4 + g->rec.size;
+            b->n++;
+            uint8_t *side = b->side + b->side_len;
+            memcpy(side, re->id, 16);
+            side[16] = (uint8_t)rs->len;
+            memcpy(side + 17, rs->name, rs->len);
+            b->side_len += 17 + rs->len;
+            evl_pent ie = {evl__pend_hash(side, 16), side, 16, pos, rev, rec, (uint32_t)g->rec.size};
+            evl_pent se = {evl__pend_hash(rs->name, rs->len), side + 17, rs->len, pos, rev, NULL, 0};
+            if ((rc = pend_set(g, &log->pm_ids, &ie)) || (rc = pend_set(g, &log->pm_streams, &se)))
+                return rc;
             r->res.acks[e].position = pos;
             r->res.acks[e].revision = rev;
         }
@@ -329,9 +448,9 @@ static int write_req(evl_log *log, group_ctx *g, evl_req *r, uint64_t *cur, int 
     return EVL_OK;
 }
 
-/* Apply one batch; a refused batch gets its error in r->res.err.
- * Returns non-zero only for a write error that spoils the transaction. */
-static int apply_req(evl_log *log, group_ctx *g, evl_req *r) {
+/* Check and write one batch; a refused batch gets its error in r->res.err
+ * and leaves the group as it was. */
+static void apply_req(evl_log *log, group_ctx *g, evl_req *r) {
     uint64_t cur_small[8];
     int exists_small[8];
     uint64_t *cur = cur_small;
@@ -340,21 +459,17 @@ static int apply_req(evl_log *log, group_ctx *g, evl_req *r) {
     if (r->n_streams > 8) {
         cur = evl_malloc(r->n_streams * sizeof *cur);
         exists = evl_malloc(r->n_streams * sizeof *exists);
-        if (!cur || !exists) { rc = r->res.err = EVL_ENOMEM; goto out; }
+        if (!cur || !exists) { r->res.err = EVL_ENOMEM; goto out; }
     }
+    mark m;
+    set_mark(log, g, &m);
     rc = check_req(log, g, r, cur, exists);
-    if (rc == -1) { r->res.err = EVL_OK; rc = EVL_OK; goto out; }
-    if (rc) {
-        r->res.err = rc;
-        if (rc == EVL_ECONFLICT) atomic_fetch_add(&log->n_conflicts, 1);
-        rc = (rc == EVL_ECONFLICT || rc == EVL_EIDMIX || rc == EVL_EIDREUSE || rc == EVL_ENOMEM) ? EVL_OK : rc;
-        goto out;
-    }
-    rc = write_req(log, g, r, cur, exists);
+    if (rc == -1) { r->res.err = EVL_OK; goto out; }
+    if (rc == EVL_OK && (rc = write_req(log, g, r, cur, exists))) rollback(log, g, &m);
+    if (rc == EVL_ECONFLICT) atomic_fetch_add(&log->n_conflicts, 1);
     r->res.err = rc;
 out:
     if (cur != cur_small) { evl_free(cur); evl_free(exists); }
-    return rc;
 }
 
 static int64_t commit_time(evl_log *log) {
@@ -362,88 +477,180 @@ static int64_t commit_time(evl_log *log) {
     return now > log->last_time ? now : log->last_time;
 }
 
-/* LMDB reports a short write as EIO (mdb_page_flush), and a filesystem that
- * is almost full gives short writes before it gives ENOSPC: a commit that
- * failed with EIO while the log's filesystem has less room than the group
- * needed (with a margin) failed for want of space.  Those pages belong to no
- * meta page yet, so the environment is intact, as with ENOSPC. */
-static int out_of_space(evl_log *log, uint64_t group_bytes) {
+int evl__low_space(evl_log *log) {
     struct statvfs vs;
     if (statvfs(log->dir, &vs) != 0) return 0;
-    uint64_t avail = (uint64_t)vs.f_bavail * vs.f_frsize;
-    return avail < 2 * group_bytes + ((uint64_t)1 << 20);
+    return (uint64_t)vs.f_bavail * vs.f_frsize < EVL_LOW_SPACE_BYTES;
 }
 
-/* One transaction over reqs[0..n).  Returns EVL_OK when committed (each
- * req's own result is in its res.err), or the error that sank it all. */
-static int run_txn(evl_log *log, evl_req **reqs, size_t n, msgpack_sbuffer *rec, int *write_failed) {
-    group_ctx g = {0};
-    uint64_t start_pos = log->next_pos;
-    uint8_t start_chain[EVL_CHAIN_LEN]; /* the chain goes back with next_pos when nothing commits */
-    memcpy(start_chain, log->chain, EVL_CHAIN_LEN);
-    int rc = evl__lmdb_err(mdb_txn_begin(log->env, NULL, 0, &g.txn));
-    *write_failed = 0;
-    if (rc) return rc;
-    if ((rc = evl__lmdb_err(mdb_cursor_open(g.txn, log->db_events, &g.c_events))) ||
-        (rc = evl__lmdb_err(mdb_cursor_open(g.txn, log->db_streams, &g.c_streams)))) {
-        mdb_txn_abort(g.txn);
-        return rc;
+/* Free the frames LMDB holds, and forget their pending entries (LMDB
+ * answers for them now; an entry a later event replaced stays). */
+static void reclaim(evl_log *log) {
+    uint64_t head = atomic_load(&log->head);
+    for (;;) {
+        pthread_mutex_lock(&log->mu);
+        evl_jbatch *b = log->jb_first;
+        if (b && b->last <= head) {
+            log->jb_first = b->next;
+            if (!log->jb_first) log->jb_last = NULL;
+        } else {
+            b = NULL;
+        }
+        pthread_mutex_unlock(&log->mu);
+        if (!b) return;
+        const uint8_t *side = b->side;
+        for (uint64_t pos = b->first; pos <= b->last; pos++) {
+            evl__pend_del(&log->pm_ids, side, 16, evl__pend_hash(side, 16), pos);
+            evl__pend_del(&log->pm_streams, side + 17, side[16], evl__pend_hash(side + 17, side[16]), pos);
+            side += 17 + side[16];
+        }
+        log->pend_bytes -= b->cap;
+        log->pend_need -= b->need;
+        evl_free(b);
     }
-    g.rec = *rec;
-    g.time_ns = commit_time(log);
-    for (size_t i = 0; i < n && !rc; i++) rc = apply_req(log, &g, reqs[i]);
-    if (!rc && log->next_pos != start_pos && g.time_ns > log->last_indexed_time) {
-        uint8_t tk[8], tv[8];
-        evl__put_be64(tk, (uint64_t)g.time_ns);
-        evl__put_be64(tv, start_pos);
-        MDB_val k = {8, tk}, v = {8, tv};
-        rc = evl__lmdb_err(mdb_put(g.txn, log->db_times, &k, &v, MDB_APPEND));
+}
+
+/* Why the writer cannot take appends now, or 0. */
+static int refusal(evl_log *log) {
+    pthread_mutex_lock(&log->mu);
+    int err = log->ro_error ? EVL_EREADONLY : log->apply_err;
+    pthread_mutex_unlock(&log->mu);
+    return err;
+}
+
+/* Wait until the applier has caught up with @p pos (0: everything
+ * journaled); the error that stops it, if any. */
+static int wait_applied(evl_log *log, uint64_t pos) {
+    int err;
+    pthread_mutex_lock(&log->mu);
+    if (!pos) pos = atomic_load(&log->durable);
+    while (atomic_load(&log->head) < pos && !log->ro_error && !log->apply_err)
+        pthread_cond_wait(&log->head_cv, &log->mu);
+    err = log->ro_error ? EVL_EREADONLY : log->apply_err;
+    pthread_mutex_unlock(&log->mu);
+    return err;
+}
+
+/* Free LMDB map bytes for this group: map size less the pages in use less
+ * what the frames not yet applied will take. */
+static uint64_t map_room(evl_log *log) {
+    MDB_envinfo ei;
+    mdb_env_info(log->env, &ei);
+    uint64_t used = ((uint64_t)ei.me_last_pgno + 1) * log->psize + log->pend_need + EVL_MAP_SLACK_PAGES * log->psize;
+    return ei.me_mapsize > used ? ei.me_mapsize - used : 0;
+}
+
+/* Write the frame: at the end of the file, or at offset 0 once the file
+ * reached its lap size and LMDB holds every frame in it. */
+static int journal(evl_log *log, evl_jbatch *b) {
+    /* back to the start as soon as LMDB holds everything (the journal then
+     * stays small where appends come in bursts), or, at the lap size, once
+     * the applier has caught up */
+    if (log->joff >= EVL_JNL_EARLY_WRAP && atomic_load(&log->head) == atomic_load(&log->durable))
+        log->joff = 0;
+    if (log->joff && log->joff + b->len > log->opt.journal_lap) {
+        int err = wait_applied(log, 0);
+        if (err) return err;
+        log->joff = 0;
     }
-    *rec = g.rec;
-    if (rc) {
-        *write_failed = 1;
-        mdb_txn_abort(g.txn);
-        log->next_pos = start_pos;
-        memcpy(log->chain, start_chain, EVL_CHAIN_LEN);
-        return rc;
-    }
-    if (log->next_pos == start_pos) { /* nothing to write: every batch refused or a repeat */
-        mdb_txn_abort(g.txn);
+    evl__jnl_seal(b, log->jepoch);
+    int64_t t0 = evl__mono_ns();
+    int rc = evl__jnl_write(log, b, log->opt.sync == EVL_SYNC_FULL);
+    uint64_t us = (uint64_t)(evl__mono_ns() - t0) / 1000;
+    atomic_fetch_add(&log->n_groups, 1);
+    atomic_fetch_add(&log->group_us_sum, us);
+    if (rc == EVL_OK) {
+        log->joff += b->len;
         return EVL_OK;
     }
-    int64_t t0 = evl__mono_ns();
-    rc = mdb_txn_commit(g.txn);
-    uint64_t us = (uint64_t)(evl__mono_ns() - t0) / 1000;
-    static const uint64_t bounds[EVL_COMMIT_BUCKETS] = EVL_COMMIT_BOUNDS_US;
-    int b = 0;
-    while (b < EVL_COMMIT_BUCKETS && us > bounds[b]) b++;
-    atomic_fetch_add(&log->commit_us[b], 1);
-    atomic_fetch_add(&log->commit_us_sum, us);
-    atomic_fetch_add(&log->n_commits, 1);
-    if (log->opt.sync == EVL_SYNC_FULL) atomic_fetch_add(&log->n_syncs, 1);
-    if (rc) {
-        log->next_pos = start_pos;
-        memcpy(log->chain, start_chain, EVL_CHAIN_LEN);
-        int err = evl__lmdb_err(rc);
-        if (rc == EIO) {
-            uint64_t group_bytes = 0;
-            for (size_t i = 0; i < n; i++)
-                group_bytes += reqs[i]->bytes + reqs[i]->n_events * (uint64_t)EVL_RECORD_OVERHEAD;
-            if (out_of_space(log, group_bytes)) err = EVL_EFULL;
-        }
-        if (err != EVL_EFULL) {
-            pthread_mutex_lock(&log->mu);
-            log->ro_error = err;
-            pthread_mutex_unlock(&log->mu);
-        }
-        return err;
-    }
-    log->last_time = g.time_ns;
-    if (g.time_ns > log->last_indexed_time) log->last_indexed_time = g.time_ns;
-    log->unflushed = 1;
-    return EVL_OK;
+    if (rc == EVL_ESYS(ENOSPC) || rc == EVL_ESYS(EDQUOT) || (rc == EVL_ESYS(EIO) && evl__low_space(log)))
+        return EVL_EFULL; /* nothing was acknowledged: the next frame overwrites this one */
+    pthread_mutex_lock(&log->mu);
+    if (!log->ro_error) log->ro_error = rc;
+    pthread_cond_broadcast(&log->head_cv);
+    pthread_mutex_unlock(&log->mu);
+    return rc;
 }
 
+/* Check and journal a group; every req gets its result in res.err. */
+static void process_group(evl_log *log, evl_req **reqs, size_t n, group_ctx *g) {
+    int err = refusal(log);
+    reclaim(log);
+    /* the applier is behind by more than the limit: let it catch up */
+    if (!err && log->pend_bytes > EVL_PENDING_MAX_BYTES) err = wait_applied(log, 0);
+    if (!err) reclaim(log);
+    size_t cap = EVL_JNL_HDR, side = 0;
+    for (size_t i = 0; i < n && !err; i++)
+        for (size_t e = 0; e < reqs[i]->n_events; e++) {
+            const req_event *re = &reqs[i]->events[e];
+            size_t slen = reqs[i]->streams[re->stream].len;
+            cap += 4 + EVL_RECORD_OVERHEAD + slen + re->type_len + re->data_len + re->meta_len;
+            side += 17 + slen;
+        }
+    evl_jbatch *b = err ? NULL : evl_malloc(sizeof *b + cap + side);
+    if (!b && !err) err = EVL_ENOMEM;
+    if (err) {
+        for (size_t i = 0; i < n; i++) reqs[i]->res.err = err;
+        return;
+    }
+    memset(b, 0, sizeof *b);
+    b->buf = (uint8_t *)(b + 1);
+    b->side = b->buf + cap;
+    b->cap = sizeof *b + cap + side;
+    b->len = EVL_JNL_HDR;
+    b->first = log->next_pos;
+    g->b = b;
+    g->n_undo = 0;
+    g->time_ns = commit_time(log);
+    g->need = EVL_GROUP_SLACK_PAGES * log->psize;
+    g->room = map_room(log);
+    /* a read transaction per group, not one kept reset between groups: an
+     * idle slot held for the process's life would be wiped by anything
+     * that opens the environment a second time in this process */
+    int rc = evl__lmdb_err(mdb_txn_begin(log->env, NULL, MDB_RDONLY, &log->rtxn));
+    if (rc == EVL_OK && (rc = evl__lmdb_err(mdb_cursor_open(log->rtxn, log->db_streams, &g->c_streams)))) {
+        mdb_txn_abort(log->rtxn);
+        log->rtxn = NULL;
+    }
+    mark start;
+    set_mark(log, g, &start);
+    for (size_t i = 0; i < n; i++) {
+        if (rc) reqs[i]->res.err = rc;
+        else apply_req(log, g, reqs[i]);
+    }
+    if (log->rtxn) {
+        mdb_cursor_close(g->c_streams);
+        mdb_txn_abort(log->rtxn);
+        log->rtxn = NULL;
+    }
+    if (b->n == 0) { /* every batch refused or a repeat */
+        evl_free(b);
+        return;
+    }
+    b->last = log->next_pos - 1;
+    b->need = g->need;
+    if ((rc = journal(log, b))) {
+        rollback(log, g, &start);
+        evl_free(b);
+        for (size_t i = 0; i < n; i++)
+            if (reqs[i]->res.err == EVL_OK && !reqs[i]->res.idempotent) reqs[i]->res.err = rc;
+        return;
+    }
+    log->last_time = g->time_ns;
+    log->pend_bytes += b->cap;
+    log->pend_need += b->need;
+    pthread_mutex_lock(&log->mu);
+    if (log->jb_last) log->jb_last->next = b;
+    else log->jb_first = b;
+    log->jb_last = b;
+    if (!log->jb_apply) log->jb_apply = b;
+    atomic_store(&log->durable, b->last);
+    pthread_cond_signal(&log->apply_cv);
+    pthread_mutex_unlock(&log->mu);
+}
+
+/* The commit watchers: called from this thread once the applier has
+ * published a new head (see apply.c for why not from the applier). */
 static void notify(evl_log *log, uint64_t head) {
     pthread_mutex_lock(&log->watch_mu);
     for (evl_watcher *w = log->watchers; w; w = w->next) w->cb(w->arg, head);
@@ -451,9 +658,8 @@ static void notify(evl_log *log, uint64_t head) {
 }
 
 /* Answer every req: async ones by callback, sync ones through their own
- * semaphore (waking exactly the appenders that are done, not all of them).
- * @p head is the durable head to publish. */
-static void complete(evl_log *log, evl_req **reqs, size_t n, uint64_t head) {
+ * semaphore (waking exactly the appenders that are done, not all of them). */
+static void complete(evl_log *log, evl_req **reqs, size_t n) {
     for (size_t i = 0; i < n; i++) {
         evl_req *r = reqs[i];
         if (r->res.err == EVL_OK && !r->res.idempotent) {
@@ -462,14 +668,6 @@ static void complete(evl_log *log, evl_req **reqs, size_t n, uint64_t head) {
             atomic_fetch_add(&log->n_bytes, r->bytes);
         }
     }
-    pthread_mutex_lock(&log->mu);
-    int advanced = head > atomic_load(&log->head);
-    if (advanced) {
-        atomic_store(&log->head, head);
-        pthread_cond_broadcast(&log->head_cv);
-    }
-    pthread_mutex_unlock(&log->mu);
-    if (advanced) notify(log, head);
     for (size_t i = 0; i < n; i++) {
         evl_req *r = reqs[i];
         if (r->cb) {
@@ -481,55 +679,12 @@ static void complete(evl_log *log, evl_req **reqs, size_t n, uint64_t head) {
     }
 }
 
-static int read_only_error(evl_log *log) {
-    pthread_mutex_lock(&log->mu);
-    int ro = log->ro_error;
-    pthread_mutex_unlock(&log->mu);
-    return ro;
-}
-
-/* Apply a group; every req gets its result in res.err. */
-static void process_group(evl_log *log, evl_req **reqs, size_t n, msgpack_sbuffer *rec) {
-    int ro = read_only_error(log), write_failed;
-    if (ro) {
-        for (size_t i = 0; i < n; i++) reqs[i]->res.err = EVL_EREADONLY;
-        return;
-    }
-    int rc = run_txn(log, reqs, n, rec, &write_failed);
-    if (rc && write_failed && n > 1) {
-        /* Find the batch that does not fit: one transaction each. */
-        for (size_t i = 0; i < n; i++) {
-            ro = read_only_error(log);
-            int rc1 = ro ? EVL_EREADONLY : run_txn(log, &reqs[i], 1, rec, &write_failed);
-            if (rc1) reqs[i]->res.err = rc1;
-        }
-    } else if (rc) {
-        for (size_t i = 0; i < n; i++)
-            if (reqs[i]->res.err == EVL_OK && !reqs[i]->res.idempotent) reqs[i]->res.err = rc;
-    }
-}
-
-static int flush(evl_log *log) {
-    if (!log->unflushed) return EVL_OK;
-    log->unflushed = 0;
-    int rc = mdb_env_sync(log->env, 1);
-    atomic_fetch_add(&log->n_syncs, 1);
-    if (rc) {
-        pthread_mutex_lock(&log->mu);
-        if (!log->ro_error) log->ro_error = evl__lmdb_err(rc);
-        pthread_mutex_unlock(&log->mu);
-        return evl__lmdb_err(rc);
-    }
-    return EVL_OK;
-}
-
 /* A reader process that dies inside a read transaction (kill -9 of an
  * `evlog read`, an OOM kill) leaves its LMDB reader slot behind, and the
  * snapshot that slot names keeps every page freed since from being reused:
  * data.mdb would grow for as long as the writer runs.  LMDB frees such slots
- * only when asked (mdb_reader_check, at open and here).  Asked before a
- * commit, when freed pages matter, at most once a second: it is one
- * F_GETLK per foreign slot. */
+ * only when asked (mdb_reader_check, at open and here): at most once a
+ * second, it is one F_GETLK per foreign slot. */
 #define READER_CHECK_NS 1000000000LL
 
 static void check_readers(evl_log *log) {
@@ -547,27 +702,26 @@ static void *writer_main(void *arg) {
      * appenders it must not then queue behind them for a CPU.  Raising its
      * priority needs CAP_SYS_NICE; without it we simply run at the default. */
     setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), -10);
-    msgpack_sbuffer rec;
-    msgpack_sbuffer_init(&rec);
+    group_ctx g = {0};
+    msgpack_sbuffer_init(&g.rec);
     size_t cap = 64;
     evl_req **reqs = evl_malloc(cap * sizeof *reqs);
     evl_assert(reqs);
-    int64_t flush_ns = (int64_t)log->opt.flush_interval_ms * 1000000;
-    int64_t next_flush = evl__mono_ns() + flush_ns;
+    uint64_t notified = atomic_load(&log->head);
     pthread_mutex_lock(&log->mu);
     for (;;) {
-        while (!log->q_head && !log->stopping) {
-            if (log->opt.sync == EVL_SYNC_NONE && log->unflushed) {
-                struct timespec ts = {next_flush / 1000000000, next_flush % 1000000000};
-                if (pthread_cond_timedwait(&log->queue_cv, &log->mu, &ts) == ETIMEDOUT) {
-                    pthread_mutex_unlock(&log->mu);
-                    flush(log);
-                    next_flush = evl__mono_ns() + flush_ns;
-                    pthread_mutex_lock(&log->mu);
-                }
-            } else {
-                pthread_cond_wait(&log->queue_cv, &log->mu);
-            }
+        uint64_t head = atomic_load(&log->head);
+        if (head > notified || (log->jb_first && log->jb_first->last <= head)) {
+            pthread_mutex_unlock(&log->mu);
+            if (head > notified) notify(log, head);
+            notified = head;
+            reclaim(log);
+            pthread_mutex_lock(&log->mu);
+            continue;
+        }
+        if (!log->q_head && !log->stopping) {
+            pthread_cond_wait(&log->queue_cv, &log->mu);
+            continue;
         }
         if (!log->q_head) break; /* stopping, queue drained */
         size_t n = 0, events = 0;
@@ -586,25 +740,26 @@ static void *writer_main(void *arg) {
         if (!log->q_head) log->q_tail = NULL;
         pthread_mutex_unlock(&log->mu);
         check_readers(log);
-        process_group(log, reqs, n, &rec);
-        /* in sync full the commit has synced: the group is durable */
-        complete(log, reqs, n, log->next_pos - 1);
-        if (log->opt.sync == EVL_SYNC_NONE && evl__mono_ns() >= next_flush) {
-            flush(log);
-            next_flush = evl__mono_ns() + flush_ns;
-        }
+        process_group(log, reqs, n, &g);
+        /* the frame is durable (EVL_SYNC_FULL): answer; readers see the
+         * events once the applier has put them in LMDB */
+        complete(log, reqs, n);
         pthread_mutex_lock(&log->mu);
     }
     pthread_mutex_unlock(&log->mu);
-    if (log->opt.sync == EVL_SYNC_NONE) flush(log);
+    evl_free(g.undo);
     evl_free(reqs);
-    msgpack_sbuffer_destroy(&rec);
+    msgpack_sbuffer_destroy(&g.rec);
     return NULL;
 }
 
 int evl__writer_start(evl_log *log) {
     int rc = evl__sha256_new(&log->hasher);
-    if (rc || (rc = evl__chain_load(log))) return rc; /* evl_log_close() frees the hasher */
+    if (rc) return rc; /* evl_log_close() frees what was made */
+    /* the journal's tail first: the chain and the clock resume after it */
+    if ((rc = evl__jnl_recover(log)) || (rc = evl__chain_load(log)) || (rc = evl__jnl_open(log)))
+        return rc;
+    if ((rc = evl__applier_start(log))) return rc;
     int e = pthread_create(&log->writer, NULL, writer_main, log);
     if (e) return EVL_ESYS(e);
     log->writer_started = 1;
@@ -612,13 +767,31 @@ int evl__writer_start(evl_log *log) {
 }
 
 void evl__writer_stop(evl_log *log) {
-    pthread_mutex_lock(&log->mu);
-    log->stopping = 1;
-    pthread_cond_broadcast(&log->queue_cv);
-    pthread_cond_broadcast(&log->head_cv);
-    pthread_mutex_unlock(&log->mu);
-    pthread_join(log->writer, NULL);
-    log->writer_started = 0;
+    if (log->writer_started) {
+        pthread_mutex_lock(&log->mu);
+        log->stopping = 1;
+        pthread_cond_broadcast(&log->queue_cv);
+        pthread_cond_broadcast(&log->head_cv);
+        pthread_mutex_unlock(&log->mu);
+        pthread_join(log->writer, NULL);
+        log->writer_started = 0;
+    }
+    /* then the applier empties the queue (or gives up on a full disk: the
+     * journal keeps the rest for the next open) */
+    if (log->applier_started) evl__applier_stop(log);
+    while (log->jb_first) {
+        evl_jbatch *b = log->jb_first;
+        log->jb_first = b->next;
+        evl_free(b);
+    }
+    log->jb_last = log->jb_apply = NULL;
+    evl__pend_free(&log->pm_ids);
+    evl__pend_free(&log->pm_streams);
+    if (log->jfd >= 0) {
+        if (log->opt.sync == EVL_SYNC_NONE) (void)fdatasync(log->jfd);
+        close(log->jfd);
+    }
+    log->jfd = -1;
 }
 
 /* Queue r; fails when the log is closing or read-only. */

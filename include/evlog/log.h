@@ -78,6 +78,8 @@ typedef struct evl_log_options {
     size_t max_event_size;    /**< encoded event limit; default 1 MiB */
     unsigned max_readers;     /**< LMDB reader slots; default 1024 */
     size_t max_group_events;  /**< events per group commit at most; default 16384 */
+    size_t journal_lap;       /**< the journal file is reused from its start once it is
+                                   this long and LMDB holds all of it; default 16 MiB */
     int read_only;            /**< open without the writer (no lock, no appends) */
 } evl_log_options;
 
@@ -299,7 +301,11 @@ typedef struct evl_log_stats {
     int64_t first_time_ns, last_time_ns;
     uint64_t readers;          /**< LMDB reader slots in use now (all processes) */
     /* Since open, this process (zero for read-only handles): */
-    uint64_t commits;          /**< LMDB write transactions committed */
+    uint64_t groups;           /**< group commits: journal frames written (each one
+                                    fsync in EVL_SYNC_FULL), acknowledging its appends */
+    uint64_t group_us_sum;     /**< total time writing (and syncing) them, microseconds */
+    uint64_t commits;          /**< LMDB write transactions committed by the applier,
+                                    each holding one or more groups */
     uint64_t appends;          /**< batches acknowledged */
     uint64_t appended_events;
     uint64_t appended_bytes;

@@ -67,7 +67,11 @@ static void *child_thread(void *p) {
                               {.stream = s1, .expected = EVL_REV_ANY, .events = &e1, .n_events = 1}};
         size_t ns = (n / 2) % 3 == 0 ? 2 : 1; /* every third append is a two-stream batch */
         evl_append_result res;
-        if (evl_log_append(a->log, s, ns, &res) != EVL_OK) _exit(3);
+        int arc = evl_log_append(a->log, s, ns, &res);
+        if (arc != EVL_OK) {
+            fprintf(stderr, "child: append: %s\n", evl_strerror(arc));
+            _exit(3);
+        }
         evl_free(res.acks);
         for (size_t k = 0; k < ns; k++)
             if (write(3, id[k], 16) != 16) _exit(4);

@@ -163,6 +163,9 @@ static void test_failed_commit_keeps_chain(void) {
         rc = append1(log, "big-1", EVL_REV_ANY, "Big", sb.data, sb.size, NULL, NULL, NULL);
     }
     CHECK_RC(rc, EVL_EFULL);
+    /* every acknowledged event is in LMDB (the writer's room estimate
+     * refused the big one, LMDB never ran out) */
+    CHECK(evl_log_head(log) == (uint64_t)n - 1);
     /* something small still fits; its chain follows the last committed record */
     pack_data(&sb, 0, "s");
     OK(append1(log, "small-1", EVL_REV_ANY, "Small", sb.data, sb.size, NULL, NULL, NULL));

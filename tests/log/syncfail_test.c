@@ -46,6 +46,7 @@ int main(void) {
     /* sync full: the failing commit is refused and every later append too */
     OK(evl_log_open(dir, NULL, &log));
     for (int i = 0; i < 5; i++) OK(append1(log, "acct-1", EVL_REV_ANY, "Ok", sb.data, sb.size, NULL, NULL, NULL));
+    CHECK(evl_log_head(log) == 5); /* in LMDB too, before the disk fails */
     atomic_store(&fail_syncs, 1);
     int rc = append1(log, "acct-1", EVL_REV_ANY, "Lost", sb.data, sb.size, NULL, NULL, NULL);
     CHECK(rc == EVL_ESYS(EIO));

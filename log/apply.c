@@ -1,0 +1,298 @@
+/* The applier: puts journaled groups into LMDB, many per transaction.
+ *
+ * The writer (writer.c) hands over each group as a sealed journal frame
+ * once appenders were acknowledged; this thread commits every frame waiting
+ * in one LMDB transaction, then publishes the new head: only then do readers
+ * see the events (evl__read_barrier() makes a reader that comes after an
+ * acknowledgement wait for it, so read-your-writes holds).  Commits are
+ * large, so LMDB writes each touched index page once for many events.
+ *
+ * A commit that fails for want of space (map full, ENOSPC) leaves the frames
+ * queued and is retried once a second; meanwhile the writer refuses new
+ * appends with EVL_EFULL.  Nothing acknowledged is lost: the frames are
+ * durable in the journal and a later open applies them.  Any other failure
+ * makes the log read-only, as a failed commit always did.
+ *
+ * The same code applies the journal's tail at open (evl__jnl_recover).
+ */
+#include <errno.h>
+#include <time.h>
+
+#include "log/log_int.h"
+
+/* Put one record and its index entries. */
+static int put_record(evl_log *log, MDB_txn *txn, MDB_cursor *ce, MDB_cursor *cs,
+                      const uint8_t *rec, size_t len) {
+    evl_event ev;
+    int mrc, rc = evl_log_decode(rec, len, &ev);
+    if (rc) return EVL_ECORRUPT;
+    uint8_t pkey[8], sent[16];
+    evl__put_be64(pkey, ev.position);
+    MDB_val k = {8, pkey}, v = {len, (void *)rec}, pv = {8, pkey};
+    if ((mrc = mdb_cursor_put(ce, &k, &v, MDB_APPEND))) return evl__lmdb_err(mrc);
+    evl__stream_entry(sent, ev.revision, ev.position);
+    MDB_val sk = {ev.stream_len, (void *)ev.stream}, sv = {16, sent};
+    if ((mrc = mdb_cursor_put(cs, &sk, &sv, 0))) return evl__lmdb_err(mrc);
+    MDB_val ik = {16, ev.id};
+    if ((mrc = mdb_put(txn, log->db_ids, &ik, &pv, MDB_NOOVERWRITE)))
+        return mrc == MDB_KEYEXIST ? EVL_ECORRUPT : evl__lmdb_err(mrc);
+    MDB_val tk = {ev.type_len, (void *)ev.type};
+    if ((mrc = mdb_put(txn, log->db_types, &tk, &pv, 0))) return evl__lmdb_err(mrc);
+    MDB_val ck = {evl_stream_category(ev.stream, ev.stream_len), (void *)ev.stream};
+    if ((mrc = mdb_put(txn, log->db_cats, &ck, &pv, 0))) return evl__lmdb_err(mrc);
+    return evl__meta_index_put(log, txn, ev.meta, ev.meta_len, pkey);
+}
+
+/* Put the records of a frame payload with positions after @p head; the
+ * frame's first applied position is indexed under its time when that time
+ * is later than any indexed before (*last_time). */
+static int put_frame(evl_log *log, MDB_txn *txn, MDB_cursor *ce, MDB_cursor *cs,
+                     const uint8_t *p, size_t len, uint64_t first, uint64_t head,
+                     int64_t *last_time) {
+    const uint8_t *end = p + len;
+    uint64_t pos = first;
+    int indexed = 0;
+    while (p < end) {
+        if (end - p < 4) return EVL_ECORRUPT;
+        uint32_t n = evl__get_be32(p);
+        p += 4;
+        if (n > (size_t)(end - p)) return EVL_ECORRUPT;
+        if (pos > head) {
+            if (!indexed) {
+                evl_event ev;
+                if (evl_log_decode(p, n, &ev) || ev.position != pos) return EVL_ECORRUPT;
+                if (ev.time_ns > *last_time) {
+                    uint8_t tk[8], tv[8];
+                    evl__put_be64(tk, (uint64_t)ev.time_ns);
+                    evl__put_be64(tv, pos);
+                    MDB_val k = {8, tk}, v = {8, tv};
+                    int mrc = mdb_put(txn, log->db_times, &k, &v, MDB_APPEND);
+                    if (mrc) return evl__lmdb_err(mrc);
+                    *last_time = ev.time_ns;
+                }
+                indexed = 1;
+            }
+            int rc = put_record(log, txn, ce, cs, p, n);
+            if (rc) return rc;
+        }
+        p += n;
+        pos++;
+    }
+    return EVL_OK;
+}
+
+static int begin(evl_log *log, MDB_txn **txn, MDB_cursor **ce, MDB_cursor **cs) {
+    int rc = mdb_txn_begin(log->env, NULL, 0, txn);
+    if (rc) return evl__lmdb_err(rc);
+    if ((rc = mdb_cursor_open(*txn, log->db_events, ce)) ||
+        (rc = mdb_cursor_open(*txn, log->db_streams, cs))) {
+        mdb_txn_abort(*txn);
+        return evl__lmdb_err(rc);
+    }
+    return EVL_OK;
+}
+
+/* LMDB reports a short write as EIO (mdb_page_flush), and a file system
+ * that is almost full gives short writes before ENOSPC: a commit that failed
+ * with EIO while the file system is almost full failed for want of space. */
+static int commit(evl_log *log, MDB_txn *txn) {
+    int rc = mdb_txn_commit(txn);
+    if (rc == 0) return EVL_OK;
+    int err = evl__lmdb_err(rc);
+    if (rc == EIO && evl__low_space(log)) err = EVL_EFULL;
+    return err;
+}
+
+/* ------------------------------------------------------------ recovery */
+
+int evl__jnl_tail(const char *dir, uint64_t head) {
+    evl_jscan s;
+    int tail = 0;
+    if (evl__jnl_scan_open(dir, &s) != EVL_OK) return 0;
+    while (!tail && evl__jnl_scan_next(&s)) tail = s.next - 1 > head;
+    evl__jnl_scan_close(&s);
+    return tail;
+}
+
+int evl__jnl_recover(evl_log *log) {
+    evl_jscan s;
+    int rc = evl__jnl_scan_open(log->dir, &s);
+    if (rc == EVL_ENOTFOUND) return EVL_OK;
+    if (rc) return rc;
+    MDB_txn *txn = NULL;
+    MDB_cursor *ce = NULL, *cs = NULL;
+    uint64_t head = atomic_load(&log->head), applied = head;
+    int64_t last_time = log->last_indexed_time;
+    while (rc == EVL_OK && evl__jnl_scan_next(&s)) {
+        uint64_t last = s.first + s.n - 1;
+        if (last <= applied) continue;
+        /* a run that does not join LMDB's head (storage lost more of the
+         * log than of the journal, possible only in EVL_SYNC_NONE) */
+        if (s.first > applied + 1) break;
+        if (!txn && (rc = begin(log, &txn, &ce, &cs))) break;
+        rc = put_frame(log, txn, ce, cs, s.payload, s.payload_len, s.first, applied, &last_time);
+        if (rc == EVL_OK) applied = last;
+    }
+    evl__jnl_scan_close(&s);
+    if (!txn) return rc;
+    if (rc) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    if ((rc = commit(log, txn))) return rc;
+    if (log->opt.sync == EVL_SYNC_NONE && (rc = evl__lmdb_err(mdb_env_sync(log->env, 1)))) return rc;
+    atomic_store(&log->head, applied);
+    atomic_store(&log->durable, applied);
+    log->next_pos = applied + 1;
+    log->last_indexed_time = last_time;
+    if (last_time > log->last_time) log->last_time = last_time;
+    return EVL_OK;
+}
+
+/* ------------------------------------------------------------ the thread */
+
+/* Apply frames from log->jb_apply on, up to max_events (whole frames).
+ * Returns EVL_OK with *last set, or the error; nothing is published here. */
+static int apply_some(evl_log *log, evl_jbatch *from, uint64_t *last) {
+    MDB_txn *txn;
+    MDB_cursor *ce, *cs;
+    int rc = begin(log, &txn, &ce, &cs);
+    if (rc) return rc;
+    uint64_t head = atomic_load(&log->head), events = 0;
+    int64_t last_time = log->a_last_time;
+    for (evl_jbatch *b = from; b && rc == EVL_OK; ) {
+        rc = put_frame(log, txn, ce, cs, b->buf + EVL_JNL_HDR, b->len - EVL_JNL_HDR, b->first, head,
+                       &last_time);
+        *last = b->last;
+        events += b->n;
+        pthread_mutex_lock(&log->mu);
+        b = events < EVL_APPLY_MAX_EVENTS ? b->next : NULL;
+        pthread_mutex_unlock(&log->mu);
+    }
+    if (rc) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    int64_t t0 = evl__mono_ns();
+    rc = commit(log, txn);
+    if (rc) return rc;
+    uint64_t us = (uint64_t)(evl__mono_ns() - t0) / 1000;
+    static const uint64_t bounds[EVL_COMMIT_BUCKETS] = EVL_COMMIT_BOUNDS_US;
+    int bk = 0;
+    while (bk < EVL_COMMIT_BUCKETS && us > bounds[bk]) bk++;
+    atomic_fetch_add(&log->commit_us[bk], 1);
+    atomic_fetch_add(&log->commit_us_sum, us);
+    atomic_fetch_add(&log->n_commits, 1);
+    if (log->opt.sync == EVL_SYNC_FULL) atomic_fetch_add(&log->n_syncs, 1);
+    log->a_last_time = last_time;
+    log->a_unflushed = 1;
+    return EVL_OK;
+}
+
+static void flush(evl_log *log) {
+    if (!log->a_unflushed) return;
+    log->a_unflushed = 0;
+    int rc = mdb_env_sync(log->env, 1);
+    atomic_fetch_add(&log->n_syncs, 1);
+    if (rc) {
+        pthread_mutex_lock(&log->mu);
+        log->a_dead = 1;
+        if (!log->ro_error) log->ro_error = evl__lmdb_err(rc);
+        pthread_cond_broadcast(&log->head_cv);
+        pthread_mutex_unlock(&log->mu);
+    }
+}
+
+static struct timespec at_ns(int64_t t) {
+    struct timespec ts = {t / 1000000000, t % 1000000000};
+    return ts;
+}
+
+static void *applier_main(void *arg) {
+    evl_log *log = arg;
+    int64_t flush_ns = (int64_t)log->opt.flush_interval_ms * 1000000, next_flush = evl__mono_ns() + flush_ns;
+    int64_t retry_at = 0;
+    pthread_mutex_lock(&log->mu);
+    for (;;) {
+        int none = log->opt.sync == EVL_SYNC_NONE;
+        /* sleep while there is nothing to do; a stuck commit retries on its
+         * own clock, or at once when the log closes (it then gives up) */
+        while (!log->a_stop && (!log->jb_apply || log->a_dead || (log->apply_err && evl__mono_ns() < retry_at))) {
+            int64_t until = log->apply_err ? retry_at : none && log->a_unflushed ? next_flush : 0;
+            if (!until) {
+                pthread_cond_wait(&log->apply_cv, &log->mu);
+                continue;
+            }
+            struct timespec ts = at_ns(until);
+            if (pthread_cond_timedwait(&log->apply_cv, &log->mu, &ts) == ETIMEDOUT && !log->apply_err) {
+                pthread_mutex_unlock(&log->mu);
+                flush(log);
+                next_flush = evl__mono_ns() + flush_ns;
+                pthread_mutex_lock(&log->mu);
+            }
+        }
+        /* the writer's failed sync does not stop this thread: what was
+         * acknowledged before it still goes into LMDB */
+        evl_jbatch *from = log->a_dead ? NULL : log->jb_apply;
+        if (!from || (log->a_stop && log->apply_err)) break; /* closing: what is left stays in the journal */
+        pthread_mutex_unlock(&log->mu);
+        uint64_t last = 0;
+        int rc = apply_some(log, from, &last);
+        pthread_mutex_lock(&log->mu);
+        if (rc == EVL_OK) {
+            while (log->jb_apply && log->jb_apply->last <= last) log->jb_apply = log->jb_apply->next;
+            log->apply_err = 0;
+            atomic_store(&log->head, last);
+            pthread_cond_broadcast(&log->head_cv);
+            /* the writer frees what is applied and calls the commit
+             * watchers: not this thread, which readers may be waiting for
+             * while they hold a lock a watcher takes */
+            pthread_cond_signal(&log->queue_cv);
+            if (none && evl__mono_ns() >= next_flush) {
+                pthread_mutex_unlock(&log->mu);
+                flush(log);
+                next_flush = evl__mono_ns() + flush_ns;
+                pthread_mutex_lock(&log->mu);
+            }
+        } else if (rc == EVL_EFULL) {
+            log->apply_err = rc;
+            retry_at = evl__mono_ns() + EVL_APPLY_RETRY_NS;
+            pthread_cond_broadcast(&log->head_cv);
+        } else {
+            /* the applier's own commit failed: never retried (fsyncgate) */
+            log->a_dead = 1;
+            if (!log->ro_error) log->ro_error = rc;
+            pthread_cond_broadcast(&log->head_cv);
+        }
+    }
+    pthread_mutex_unlock(&log->mu);
+    if (log->opt.sync == EVL_SYNC_NONE) flush(log);
+    return NULL;
+}
+
+int evl__applier_start(evl_log *log) {
+    log->a_last_time = log->last_indexed_time;
+    int e = pthread_create(&log->applier, NULL, applier_main, log);
+    if (e) return EVL_ESYS(e);
+    log->applier_started = 1;
+    return EVL_OK;
+}
+
+void evl__applier_stop(evl_log *log) {
+    pthread_mutex_lock(&log->mu);
+    log->a_stop = 1;
+    pthread_cond_broadcast(&log->apply_cv);
+    pthread_mutex_unlock(&log->mu);
+    pthread_join(log->applier, NULL);
+    log->applier_started = 0;
+}
+
+void evl__read_barrier(evl_log *log) {
+    if (log->opt.read_only) return;
+    uint64_t want = atomic_load(&log->durable);
+    if (atomic_load(&log->head) >= want) return;
+    pthread_mutex_lock(&log->mu);
+    while (atomic_load(&log->head) < want && !log->apply_err && !log->a_dead && log->applier_started)
+        pthread_cond_wait(&log->head_cv, &log->mu);
+    pthread_mutex_unlock(&log->mu);
+}

@@ -1,0 +1,180 @@
+/* The journal: what makes a group durable before it is in LMDB.
+ *
+ * WHY.  An LMDB commit writes every B-tree page the transaction touched and
+ * syncs twice (pages, then the meta page).  With many appenders each event
+ * lands on its own page of the streams index, so a commit of 60 events wrote
+ * ~60 scattered pages: ~1.8 ms on the development disk, where one sequential
+ * 4 KiB write + fdatasync takes ~0.1 ms.  So the writer makes a group durable
+ * by appending one frame to this file and syncing it (sequential, one
+ * flush), acknowledges the appenders, and leaves LMDB to the applier thread,
+ * which commits many groups at a time (apply.c).  At open, frames past
+ * LMDB's head are applied before anything else happens.
+ *
+ * FORMAT.  DATA/log/data.mdb-journal holds frames written back to back from
+ * offset 0; when the writer reaches the lap size and LMDB holds every frame
+ * written, it starts again at 0.  A frame:
+ *
+ *   be32 magic "EVLJ", be32 payload bytes, be64 epoch, be64 first position,
+ *   be32 records, be32 CRC-32C of the 28 bytes before it and the payload;
+ *   payload: per record be32 length, then the record exactly as LMDB keeps
+ *   it (format.c: it carries its own position, CRC and chain value).
+ *
+ * The epoch is a random number drawn at every open: a frame from an earlier
+ * run can sit right after the last frame of this one (a shorter frame
+ * overwrote a longer one, or a lost write left an old one in place), with
+ * a position that happens to be the next one.  Replay starts at offset 0
+ * and takes frames while they are intact, of the epoch of the first, and
+ * each starts where the previous ended.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log/log_int.h"
+
+#define JNL_MAGIC 0x45564c4aU /* "EVLJ" */
+
+char *evl__jnl_path(const char *dir) {
+    size_t n = strlen(dir) + sizeof "/log/data.mdb-journal";
+    char *p = evl_malloc(n);
+    if (p) snprintf(p, n, "%s/log/data.mdb-journal", dir);
+    return p;
+}
+
+static uint32_t frame_crc(const uint8_t *hdr, const uint8_t *payload, size_t len) {
+    return evl__crc32c(evl__crc32c(0, hdr, EVL_JNL_HDR - 4), payload, len);
+}
+
+void evl__jnl_seal(evl_jbatch *b, uint64_t epoch) {
+    uint8_t *h = b->buf;
+    size_t payload = b->len - EVL_JNL_HDR;
+    evl__put_be32(h, JNL_MAGIC);
+    evl__put_be32(h + 4, (uint32_t)payload);
+    evl__put_be64(h + 8, epoch);
+    evl__put_be64(h + 16, b->first);
+    evl__put_be32(h + 24, b->n);
+    evl__put_be32(h + 28, frame_crc(h, h + EVL_JNL_HDR, payload));
+}
+
+int evl__jnl_open(evl_log *log) {
+    char *path = evl__jnl_path(log->dir);
+    if (!path) return EVL_ENOMEM;
+    struct stat st;
+    int existed = stat(path, &st) == 0;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    evl_free(path);
+    if (fd < 0) return EVL_ESYS(errno);
+    if (!existed) {
+        /* the name must be durable before any frame in it counts */
+        size_t n = strlen(log->dir) + 8;
+        char *d = evl_malloc(n);
+        int dfd = -1;
+        if (d) snprintf(d, n, "%s/log", log->dir);
+        if (d && (dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+            int bad = fsync(dfd) != 0;
+            close(dfd);
+            if (bad) { evl_free(d); close(fd); return EVL_ESYS(EIO); }
+        }
+        evl_free(d);
+    }
+    uint64_t e = 0;
+    if (getrandom(&e, sizeof e, 0) != (ssize_t)sizeof e) e = (uint64_t)evl__now_ns() ^ (uint64_t)getpid() << 32;
+    log->jfd = fd;
+    log->jepoch = e;
+    log->joff = 0;
+    return EVL_OK;
+}
+
+static int pwrite_all(int fd, const uint8_t *p, size_t n, off_t off, size_t *done) {
+    *done = 0;
+    while (*done < n) {
+        ssize_t w = pwrite(fd, p + *done, n - *done, off + (off_t)*done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return errno;
+        if (w == 0) return ENOSPC;
+        *done += (size_t)w;
+    }
+    return 0;
+}
+
+int evl__jnl_write(evl_log *log, const evl_jbatch *b, int sync) {
+    size_t done;
+    int e = pwrite_all(log->jfd, b->buf, b->len, (off_t)log->joff, &done);
+    if (e == 0 && sync) {
+        atomic_fetch_add(&log->n_syncs, 1);
+        if (fdatasync(log->jfd) != 0) e = errno ? errno : EIO;
+        else return EVL_OK;
+        /* fsyncgate: the kernel may have dropped the frame's pages: whatever
+         * it left must not replay later as an append we reported failed */
+        static const uint8_t zero[EVL_JNL_HDR];
+        if (pwrite_all(log->jfd, zero, sizeof zero, (off_t)log->joff, &done) == 0) (void)fdatasync(log->jfd);
+        return EVL_ESYS(e);
+    }
+    return e ? EVL_ESYS(e) : EVL_OK;
+}
+
+/* ------------------------------------------------------------ reading */
+
+int evl__jnl_scan_open(const char *dir, evl_jscan *s) {
+    memset(s, 0, sizeof *s);
+    char *path = evl__jnl_path(dir);
+    if (!path) return EVL_ENOMEM;
+    s->fd = open(path, O_RDONLY | O_CLOEXEC);
+    evl_free(path);
+    if (s->fd < 0) return errno == ENOENT ? EVL_ENOTFOUND : EVL_ESYS(errno);
+    struct stat st;
+    if (fstat(s->fd, &st) != 0) return EVL_ESYS(errno);
+    s->size = (uint64_t)st.st_size;
+    return EVL_OK;
+}
+
+void evl__jnl_scan_close(evl_jscan *s) {
+    if (s->fd > 0) close(s->fd);
+    evl_free(s->buf);
+    memset(s, 0, sizeof *s);
+}
+
+static int read_at(int fd, uint8_t *p, size_t n, uint64_t off) {
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, p + got, n - got, (off_t)(off + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return 0;
+        got += (size_t)r;
+    }
+    return 1;
+}
+
+/* The next frame of the run that starts at offset 0: 1 with s->payload,
+ * s->payload_len, s->first, s->n set; 0 at its end (a torn or foreign frame
+ * or the end of the file ends it: none of that was acknowledged). */
+int evl__jnl_scan_next(evl_jscan *s) {
+    uint8_t h[EVL_JNL_HDR];
+    if (s->off + EVL_JNL_HDR > s->size || !read_at(s->fd, h, sizeof h, s->off)) return 0;
+    uint32_t len = evl__get_be32(h + 4), n = evl__get_be32(h + 24);
+    uint64_t epoch = evl__get_be64(h + 8), first = evl__get_be64(h + 16);
+    if (evl__get_be32(h) != JNL_MAGIC || len > s->size - s->off - EVL_JNL_HDR || n == 0 ||
+        (uint64_t)n * 5 > len || first == 0)
+        return 0;
+    if (s->frames && (epoch != s->epoch || first != s->next)) return 0;
+    if (len > s->cap) {
+        uint8_t *nb = evl_realloc(s->buf, len);
+        if (!nb) return 0;
+        s->buf = nb;
+        s->cap = len;
+    }
+    if (!read_at(s->fd, s->buf, len, s->off + EVL_JNL_HDR) ||
+        frame_crc(h, s->buf, len) != evl__get_be32(h + 28))
+        return 0;
+    s->epoch = epoch;
+    s->first = first;
+    s->n = n;
+    s->next = first + n;
+    s->payload = s->buf;
+    s->payload_len = len;
+    s->off += EVL_JNL_HDR + len;
+    s->frames++;
+    return 1;
+}
