@@ -1,0 +1,224 @@
+/* The journal (log/journal.c): what is acknowledged before the applier put
+ * it in LMDB comes back at the next open, read-write or read-only; replay
+ * stops at a torn frame, a frame of another run, and a run that does not
+ * join LMDB's head; a small lap wraps without losing anything.
+ *
+ * The journals are real ones: log A writes 15 events in two sessions; a
+ * copy of A's LMDB file taken after the first session, with A's journal
+ * beside it, is a log whose applier had not applied the second session
+ * when the process died.  Frames are then edited per the format in
+ * journal.c. */
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log/util.h"
+
+uint32_t evl__crc32c(uint32_t crc, const void *buf, size_t len); /* common/crc32c.c */
+
+#define HDR 32
+
+static msgpack_sbuffer sb;
+
+typedef struct blob {
+    uint8_t *p;
+    size_t n;
+} blob;
+
+static blob slurp(const char *path) {
+    blob b = {0};
+    int fd = open(path, O_RDONLY);
+    CHECK(fd >= 0);
+    struct stat st;
+    CHECK(fstat(fd, &st) == 0);
+    b.n = (size_t)st.st_size;
+    b.p = malloc(b.n + 1);
+    CHECK(b.p && read(fd, b.p, b.n) == (ssize_t)b.n);
+    close(fd);
+    return b;
+}
+
+static void spill(const char *path, const uint8_t *p, size_t n) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    CHECK(fd >= 0 && write(fd, p, n) == (ssize_t)n);
+    close(fd);
+}
+
+static const char *at(const char *dir, const char *file) {
+    static char b[4][600];
+    static int i;
+    char *s = b[i++ & 3];
+    snprintf(s, 600, "%s/%s", dir, file);
+    return s;
+}
+
+/* A log whose LMDB file is @p lmdb's and whose journal is @p jnl. */
+static const char *make_dir(const char *name, const blob *lmdb, const blob *jnl) {
+    const char *dir = test_path(name);
+    CHECK(mkdir(dir, 0755) == 0 && mkdir(at(dir, "log"), 0755) == 0);
+    spill(at(dir, "log/data.mdb"), lmdb->p, lmdb->n);
+    spill(at(dir, "log/data.mdb-journal"), jnl->p, jnl->n);
+    return dir;
+}
+
+static uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3]; }
+static void put_be32(uint8_t *p, uint32_t v) { p[0] = v >> 24; p[1] = v >> 16; p[2] = v >> 8; p[3] = v; }
+
+/* Offset of frame @p k of the run at offset 0. */
+static size_t frame_at(const blob *j, int k) {
+    size_t off = 0;
+    for (int i = 0; i < k; i++) off += HDR + be32(j->p + off + 4);
+    CHECK(off + HDR <= j->n);
+    return off;
+}
+
+static void reseal(blob *j, size_t off) {
+    uint32_t len = be32(j->p + off + 4);
+    put_be32(j->p + off + 28, evl__crc32c(evl__crc32c(0, j->p + off, 28), j->p + off + HDR, len));
+}
+
+static blob copy(const blob *b) {
+    blob c = {malloc(b->n + 1), b->n};
+    CHECK(c.p);
+    memcpy(c.p, b->p, b->n);
+    return c;
+}
+
+/* Open @p dir, check its head, that records 1..head equal A's byte for
+ * byte, and that it verifies. */
+static void expect_log(const char *dir, int read_only, uint64_t head, blob *ref) {
+    evl_log_options o;
+    evl_log *log;
+    evl_log_options_init(&o);
+    o.read_only = read_only;
+    OK(evl_log_open(dir, &o, &log));
+    if (evl_log_head(log) != head) {
+        fprintf(stderr, "%s (%s): head %llu, want %llu\n", dir, read_only ? "ro" : "rw",
+                (unsigned long long)evl_log_head(log), (unsigned long long)head);
+        exit(1);
+    }
+    for (uint64_t p = 1; p <= head; p++) {
+        uint8_t *raw;
+        size_t len;
+        OK(evl_log_get(log, p, &raw, &len));
+        CHECK(len == ref[p].n && memcmp(raw, ref[p].p, len) == 0);
+        evl_free(raw);
+    }
+    verify_ok(log, head);
+    evl_log_close(log);
+}
+
+int main(void) {
+    msgpack_sbuffer_init(&sb);
+    evl_log *log;
+    const char *a = test_path("a");
+    blob ref[16];
+
+    /* A: 10 events, closed: LMDB holds them */
+    OK(evl_log_open(a, NULL, &log));
+    for (int i = 0; i < 10; i++) {
+        pack_data(&sb, i, "first session");
+        OK(append1(log, i % 2 ? "jnl-odd" : "jnl-even", EVL_REV_ANY, "Noted", sb.data, sb.size, NULL, NULL, NULL));
+    }
+    evl_log_close(log);
+    blob lmdb10 = slurp(at(a, "log/data.mdb"));
+
+    /* A's second session: frames [11-12] [13] [14] [15] from offset 0 */
+    OK(evl_log_open(a, NULL, &log));
+    {
+        evl_event_in ev[2] = {{.type = "Paired"}, {.type = "Paired"}};
+        evl_stream_in s = {.stream = "jnl-odd", .expected = 4, .events = ev, .n_events = 2};
+        evl_append_result res;
+        pack_data(&sb, 11, "second session");
+        ev[0].data = ev[1].data = sb.data;
+        ev[0].data_len = ev[1].data_len = sb.size;
+        OK(evl_log_append(log, &s, 1, &res));
+        CHECK(res.acks[0].position == 11 && res.acks[1].revision == 6);
+        evl_free(res.acks);
+    }
+    for (int i = 13; i <= 15; i++) {
+        pack_data(&sb, i, "second session");
+        OK(append1(log, "jnl-even", EVL_REV_ANY, "Noted", sb.data, sb.size, NULL, NULL, NULL));
+    }
+    for (uint64_t p = 1; p <= 15; p++) OK(evl_log_get(log, p, &ref[p].p, &ref[p].n));
+    evl_log_close(log);
+    blob jnl = slurp(at(a, "log/data.mdb-journal"));
+    CHECK(be32(jnl.p) == 0x45564c4a && be32(jnl.p + 24) == 2); /* "EVLJ", the 2-event frame first */
+
+    /* reopening A applies nothing twice */
+    expect_log(a, 0, 15, ref);
+
+    /* LMDB from after the first session + the journal: the second session
+     * comes back, read-only first (no writer runs: it applies it) */
+    const char *b1 = make_dir("b1", &lmdb10, &jnl);
+    expect_log(b1, 1, 15, ref);
+    expect_log(b1, 0, 15, ref);
+    /* and the writer goes on from there: stream heads and ids included */
+    OK(evl_log_open(b1, NULL, &log));
+    pack_data(&sb, 16, "after replay");
+    CHECK_RC(append1(log, "jnl-odd", 5, "Late", sb.data, sb.size, NULL, NULL, NULL), EVL_ECONFLICT);
+    evl_ack ack = {0};
+    OK(append1(log, "jnl-odd", 6, "Late", sb.data, sb.size, NULL, &ack, NULL));
+    CHECK(ack.position == 16 && ack.revision == 7);
+    {   /* an id replayed from the journal is known: a retry is idempotent */
+        evl_event ev;
+        OK(evl_log_decode(ref[13].p, ref[13].n, &ev));
+        evl_append_result res;
+        evl_event_in in = {.type = "Noted", .id = ev.id, .data = ev.data, .data_len = ev.data_len};
+        evl_stream_in s = {.stream = "jnl-even", .expected = EVL_REV_ANY, .events = &in, .n_events = 1};
+        OK(evl_log_append(log, &s, 1, &res));
+        CHECK(res.idempotent && res.acks[0].position == 13);
+        evl_free(res.acks);
+    }
+    evl_log_close(log);
+
+    /* a torn frame ends the replay: [14]'s payload damaged */
+    blob j2 = copy(&jnl);
+    j2.p[frame_at(&j2, 2) + HDR + 10] ^= 0x40;
+    expect_log(make_dir("b2", &lmdb10, &j2), 0, 13, ref);
+
+    /* a frame of another run ends it: [13] with another epoch (sealed) */
+    blob j3 = copy(&jnl);
+    size_t f1 = frame_at(&j3, 1);
+    j3.p[f1 + 8] ^= 0x01;
+    reseal(&j3, f1);
+    expect_log(make_dir("b3", &lmdb10, &j3), 0, 12, ref);
+
+    /* a run that does not join LMDB's head is not applied: [11-12] gone */
+    size_t f1b = frame_at(&jnl, 1);
+    blob j4 = {jnl.p + f1b, jnl.n - f1b};
+    expect_log(make_dir("b4", &lmdb10, &j4), 0, 10, ref);
+
+    /* an empty journal file, or none: nothing to do */
+    blob none = {jnl.p, 0};
+    expect_log(make_dir("b5", &lmdb10, &none), 0, 10, ref);
+
+    /* a 4 KiB lap: the file is reused from its start many times over */
+    {
+        evl_log_options o;
+        evl_log_options_init(&o);
+        o.journal_lap = 4096;
+        const char *w = test_path("wrap");
+        OK(evl_log_open(w, &o, &log));
+        for (int i = 0; i < 300; i++) {
+            pack_data(&sb, i, "wrapping the journal around its lap, many times over");
+            uint64_t expected = i == 0 ? EVL_REV_NO_STREAM : (uint64_t)i - 1;
+            OK(append1(log, "wrap-1", expected, "Wrapped", sb.data, sb.size, NULL, NULL, NULL));
+        }
+        CHECK(evl_log_head(log) == 300);
+        verify_ok(log, 300);
+        evl_log_close(log);
+        struct stat st;
+        CHECK(stat(at(w, "log/data.mdb-journal"), &st) == 0 && st.st_size < 4096 + 1024);
+        OK(evl_log_open(w, &o, &log));
+        CHECK(evl_log_head(log) == 300 && count_query(log, &(evl_query){.stream = "wrap-1"}) == 300);
+        evl_log_close(log);
+    }
+    free(lmdb10.p);
+    free(jnl.p);
+    free(j2.p);
+    free(j3.p);
+    for (uint64_t p = 1; p <= 15; p++) evl_free(ref[p].p);
+    msgpack_sbuffer_destroy(&sb);
+    TEST_PASS();
+}
