@@ -173,15 +173,8 @@ static int apply_some(evl_log *log, evl_jbatch *from, uint64_t *last) {
         mdb_txn_abort(txn);
         return rc;
     }
-    int64_t t0 = evl__mono_ns();
     rc = commit(log, txn);
     if (rc) return rc;
-    uint64_t us = (uint64_t)(evl__mono_ns() - t0) / 1000;
-    static const uint64_t bounds[EVL_COMMIT_BUCKETS] = EVL_COMMIT_BOUNDS_US;
-    int bk = 0;
-    while (bk < EVL_COMMIT_BUCKETS && us > bounds[bk]) bk++;
-    atomic_fetch_add(&log->commit_us[bk], 1);
-    atomic_fetch_add(&log->commit_us_sum, us);
     atomic_fetch_add(&log->n_commits, 1);
     if (log->opt.sync == EVL_SYNC_FULL) atomic_fetch_add(&log->n_syncs, 1);
     log->a_last_time = last_time;

@@ -344,7 +344,6 @@ int evl_log_stats_get(evl_log *log, evl_log_stats *st) {
     if (path && stat(path, &fs) == 0) st->file_bytes = (uint64_t)fs.st_blocks * 512;
     evl_free(path);
     st->groups = atomic_load(&log->n_groups);
-    st->group_us_sum = atomic_load(&log->group_us_sum);
     st->commits = atomic_load(&log->n_commits);
     st->appends = atomic_load(&log->n_appends);
     st->appended_events = atomic_load(&log->n_events);

@@ -145,7 +145,7 @@ struct evl_log {
     evl_watcher *watchers;
 
     /* Counters (writer writes, anyone reads). */
-    _Atomic uint64_t n_groups, group_us_sum;
+    _Atomic uint64_t n_groups;
     _Atomic uint64_t n_commits, n_appends, n_events, n_bytes, n_conflicts, n_syncs;
     _Atomic uint64_t n_stale_readers;
     _Atomic uint64_t commit_us[EVL_COMMIT_BUCKETS + 1], commit_us_sum;

@@ -557,8 +557,12 @@ static int journal(evl_log *log, evl_jbatch *b) {
     int64_t t0 = evl__mono_ns();
     int rc = evl__jnl_write(log, b, log->opt.sync == EVL_SYNC_FULL);
     uint64_t us = (uint64_t)(evl__mono_ns() - t0) / 1000;
+    static const uint64_t bounds[EVL_COMMIT_BUCKETS] = EVL_COMMIT_BOUNDS_US;
+    int bk = 0;
+    while (bk < EVL_COMMIT_BUCKETS && us > bounds[bk]) bk++;
+    atomic_fetch_add(&log->commit_us[bk], 1);
+    atomic_fetch_add(&log->commit_us_sum, us);
     atomic_fetch_add(&log->n_groups, 1);
-    atomic_fetch_add(&log->group_us_sum, us);
     if (rc == EVL_OK) {
         log->joff += b->len;
         return EVL_OK;

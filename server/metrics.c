@@ -158,7 +158,10 @@ static void metrics_work(srv_job *j) {
     scalar(b, "evlog_appends_total", "counter", "Append batches acknowledged.", ls.appends);
     scalar(b, "evlog_appended_events_total", "counter", "Events appended.", ls.appended_events);
     scalar(b, "evlog_appended_bytes_total", "counter", "Bytes of events appended.", ls.appended_bytes);
-    scalar(b, "evlog_commits_total", "counter", "LMDB write transactions (group commits).", ls.commits);
+    scalar(b, "evlog_groups_total", "counter", "Group commits: journal frames written, each synced once.",
+           ls.groups);
+    scalar(b, "evlog_commits_total", "counter", "LMDB write transactions of the applier (one or more groups each).",
+           ls.commits);
     scalar(b, "evlog_fsyncs_total", "counter", "fsyncs made by the log's writer.", ls.syncs);
     scalar(b, "evlog_conflicts_total", "counter", "Appends refused for a wrong expected revision.",
            ls.conflicts);
@@ -170,7 +173,7 @@ static void metrics_work(srv_job *j) {
            "Reader slots left by dead processes, cleared by the log's writer.", ls.stale_readers_cleared);
     scalar(b, "evlog_log_read_only", "gauge", "1 after a failed sync made the log refuse appends.",
            ls.read_only_error != 0);
-    {   /* the log's own commit durations (LMDB commit with its fsync) */
+    {   /* the log's group commit durations (journal write with its fsync) */
         static const uint64_t cb[EVL_COMMIT_BUCKETS] = EVL_COMMIT_BOUNDS_US;
         srv_hist ch;
         memset(&ch, 0, sizeof ch);
@@ -182,11 +185,11 @@ static void metrics_work(srv_job *j) {
         atomic_store_explicit(&ch.count, cnt, memory_order_relaxed);
         atomic_store_explicit(&ch.sum, ls.commit_us_sum, memory_order_relaxed);
         const srv_hist *chp = &ch;
-        hist(b, "evlog_group_commit_duration_seconds", "LMDB commit of a group, with its fsync.",
+        hist(b, "evlog_group_commit_duration_seconds", "Group commit: the journal write of a group, with its fsync.",
              cb, EVL_COMMIT_BUCKETS, &chp, 1, 1e-6);
     }
     const srv_hist *g = &srv->group_events;
-    hist(b, "evlog_group_commit_events", "Events made durable per group commit.",
+    hist(b, "evlog_group_commit_events", "Events made readable together, per LMDB commit of the applier.",
          evl__srv_size_bounds, SRV_SIZE_BUCKETS, &g, 1, 1.0);
     const srv_hist *hs[64];
     for (unsigned i = 0; i < srv->n_workers; i++) hs[i] = &srv->workers[i]->st.append_us;

@@ -303,7 +303,6 @@ typedef struct evl_log_stats {
     /* Since open, this process (zero for read-only handles): */
     uint64_t groups;           /**< group commits: journal frames written (each one
                                     fsync in EVL_SYNC_FULL), acknowledging its appends */
-    uint64_t group_us_sum;     /**< total time writing (and syncing) them, microseconds */
     uint64_t commits;          /**< LMDB write transactions committed by the applier,
                                     each holding one or more groups */
     uint64_t appends;          /**< batches acknowledged */
@@ -311,9 +310,10 @@ typedef struct evl_log_stats {
     uint64_t appended_bytes;
     uint64_t conflicts;
     uint64_t syncs;            /**< fsyncs made by the writer (commit or flush) */
-    uint64_t commit_us[EVL_COMMIT_BUCKETS + 1]; /**< commits per duration bucket (LMDB
-                                                     commit with its fsync; not cumulative) */
-    uint64_t commit_us_sum;    /**< total commit time, microseconds */
+    uint64_t commit_us[EVL_COMMIT_BUCKETS + 1]; /**< group commits per duration bucket (the
+                                                     journal write with its fsync: what an
+                                                     appender waits for; not cumulative) */
+    uint64_t commit_us_sum;    /**< total group commit time, microseconds */
     int read_only_error;       /**< non-zero: the failure that made the log read-only */
     uint64_t stale_readers_cleared; /**< reader slots of dead processes cleared by the writer */
 } evl_log_stats;

@@ -234,8 +234,9 @@ def test_metrics_and_readiness():
     # every commit of the log lands in the commit-duration histogram
     if "# TYPE evlog_group_commit_duration_seconds histogram" not in text:
         fail("metrics lack the commit-duration histogram")
-    commits = S.metric("evlog_commits_total")
-    if not commits or S.metric("evlog_group_commit_duration_seconds_count") != commits:
+    commits = S.metric("evlog_groups_total")
+    if not commits or not S.metric("evlog_commits_total") or \
+            S.metric("evlog_group_commit_duration_seconds_count") != commits:
         fail("commit histogram count %r vs commits %r" % (S.metric("evlog_group_commit_duration_seconds_count"), commits))
     if S.metric('evlog_group_commit_duration_seconds_bucket{le="+Inf"}') != commits:
         fail("commit histogram +Inf bucket")
