@@ -20,7 +20,7 @@
 
 /* Tuning of the journal and the applier (journal.c, apply.c, writer.c). */
 #define EVL_JNL_HDR 32                      /* frame header bytes */
-#define EVL_DEFAULT_JOURNAL_LAP (16u << 20) /* the journal restarts at 0 past this */
+#define EVL_DEFAULT_JOURNAL_LAP (4u << 20)  /* the journal restarts at 0 past this */
 #define EVL_JNL_EARLY_WRAP (1u << 20)       /* ... or past this when LMDB holds all of it */
 #define EVL_PENDING_MAX_BYTES (64u << 20)   /* journaled, not applied: the writer waits past this */
 #define EVL_APPLY_MAX_EVENTS 65536          /* events per applier transaction at most */

@@ -79,7 +79,7 @@ typedef struct evl_log_options {
     unsigned max_readers;     /**< LMDB reader slots; default 1024 */
     size_t max_group_events;  /**< events per group commit at most; default 16384 */
     size_t journal_lap;       /**< the journal file is reused from its start once it is
-                                   this long and LMDB holds all of it; default 16 MiB */
+                                   this long and LMDB holds all of it; default 4 MiB */
     int read_only;            /**< open without the writer (no lock, no appends) */
 } evl_log_options;
 
