@@ -86,6 +86,7 @@ typedef struct run_result {
     uint64_t p50_ns, p99_ns, max_ns;
     uint64_t stored;        /* events found in the store afterwards */
     uint64_t groups, commits, syncs; /* evlog only (from evl_log_stats_get) */
+    uint64_t group_us;               /* evlog: time in group commits (journal write + fsync) */
     uint64_t thread_min, thread_max; /* fewest / most appends one thread completed in the window */
     char first_error[128];
 } run_result;
@@ -539,6 +540,7 @@ static void run_one(const run_cfg *c, run_result *r)
         memset(&st, 0, sizeof st);
         if (evl_log_stats_get(log, &st) == EVL_OK) {
             r->groups = st.groups;
+            r->group_us = st.commit_us_sum;
             r->commits = st.commits;
             r->syncs = st.syncs;
         }
@@ -725,7 +727,8 @@ static void json_run(FILE *f, const run_result *r, int sys)
             r->window_events, r->appends, r->events,
             r->errors, r->stored, r->thread_min, r->thread_max);
     if (sys == SYS_EVLOG)
-        fprintf(f, ", \"groups\": %" PRIu64 ", \"commits\": %" PRIu64 ", \"syncs\": %" PRIu64, r->groups,
+        fprintf(f, ", \"groups\": %" PRIu64 ", \"group_commit_us_mean\": %.1f, \"commits\": %" PRIu64
+                ", \"syncs\": %" PRIu64, r->groups, r->groups ? (double)r->group_us / (double)r->groups : 0.0,
                 r->commits, r->syncs);
     if (r->first_error[0]) {
         fputs(", \"error\": \"", f);

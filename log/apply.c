@@ -203,6 +203,7 @@ static struct timespec at_ns(int64_t t) {
 
 static void *applier_main(void *arg) {
     evl_log *log = arg;
+    pthread_setname_np(pthread_self(), "evl-applier");
     int64_t flush_ns = (int64_t)log->opt.flush_interval_ms * 1000000, next_flush = evl__mono_ns() + flush_ns;
     int64_t retry_at = 0;
     pthread_mutex_lock(&log->mu);

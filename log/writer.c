@@ -706,6 +706,7 @@ static void *writer_main(void *arg) {
      * appenders it must not then queue behind them for a CPU.  Raising its
      * priority needs CAP_SYS_NICE; without it we simply run at the default. */
     setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), -10);
+    pthread_setname_np(pthread_self(), "evl-writer"); /* for top -H and perf --comm */
     group_ctx g = {0};
     msgpack_sbuffer_init(&g.rec);
     size_t cap = 64;
