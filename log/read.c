@@ -60,6 +60,23 @@ static void drop_note(dropper *d, const void *p, size_t len, size_t pg) {
     if (d->pages >= DROP_PAGES) drop_flush(d);
 }
 
+/* A hint, for a forward walk over the events table: LMDB fills a leaf page
+ * from its end downwards, so with positions appended in order the next
+ * record (its node header, key and value) lies just below this one's node
+ * (8-byte header and 8-byte key before the value).  Asking for those cache
+ * lines now overlaps their misses with the work on this record: a scan was
+ * otherwise waiting on memory in the cursor step and the CRC's first reads.
+ * A wrong guess (the page's last record, an overflow page) costs a few
+ * useless prefetches; it never reads anything. */
+#define PREFETCH_BELOW 1024
+
+static inline void prefetch_next(const void *rec, size_t pg) {
+    uintptr_t node = (uintptr_t)rec - 16, lo = node & ~(uintptr_t)(pg - 1);
+    if (node < lo + 64) return;
+    if (node - lo > PREFETCH_BELOW) lo = node - PREFETCH_BELOW;
+    for (uintptr_t a = (node - 1) & ~(uintptr_t)63; a >= lo; a -= 64) __builtin_prefetch((const void *)a);
+}
+
 typedef struct filter {
     char *s;              /* NULL: not asked for */
     size_t len;
@@ -381,6 +398,7 @@ int evl_iter_next(evl_iter *it, evl_event *ev) {
             rc = mdb_get(it->txn, it->log->db_events, &k, &v);
             if (rc) { it->done = 1; return rc == MDB_NOTFOUND ? EVL_ECORRUPT : evl__lmdb_err(rc); }
         }
+        if (it->src == SRC_ALL && !it->backward) prefetch_next(v.mv_data, it->log->os_page);
         drop_note(&it->drop, v.mv_data, v.mv_size, it->log->os_page);
         if (evl_log_decode(v.mv_data, v.mv_size, ev) || ev->position != pos) {
             it->done = 1;
