@@ -137,10 +137,28 @@ typedef struct rd {
     const uint8_t *p, *end;
 } rd;
 
-/* The literal key @p lit (its fixstr header included) next?  A macro so
- * that the memcmp has a constant size and compiles to a compare or two. */
-#define RD_KEY(r, lit)                                                                        \
-    ((size_t)((r)->end - (r)->p) >= sizeof(lit) - 1 && memcmp((r)->p, lit, sizeof(lit) - 1) == 0 && \
+/* Are the @p n (1..16) bytes at @p p those of @p lit?  Every call has a
+ * constant n and literal, so on a little-endian machine this is one or two
+ * 8-byte loads, a mask and a compare (memcmp of 5 or 9 bytes is a library
+ * call).  It reads 8 (n <= 8) or 16 bytes from @p p: every caller has at
+ * least that much of the record left (the 9-byte trailer follows whatever
+ * it compares). */
+static inline __attribute__((always_inline)) int same_bytes(const uint8_t *p, const char *lit, size_t n) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t w[2], want[2] = {0, 0}, mask[2];
+    memcpy(w, p, n > 8 ? 16 : 8);
+    for (size_t i = 0; i < n; i++) want[i / 8] |= (uint64_t)(uint8_t)lit[i] << (8 * (i % 8));
+    mask[0] = n >= 8 ? ~0ull : (1ull << (8 * n)) - 1;
+    mask[1] = n >= 16 ? ~0ull : n > 8 ? (1ull << (8 * (n - 8))) - 1 : 0;
+    return ((w[0] ^ want[0]) & mask[0]) == 0 && (n <= 8 || ((w[1] ^ want[1]) & mask[1]) == 0);
+#else
+    return memcmp(p, lit, n) == 0;
+#endif
+}
+
+/* The literal key @p lit (its fixstr header included) next? */
+#define RD_KEY(r, lit)                                                                   \
+    ((size_t)((r)->end - (r)->p) >= sizeof(lit) - 1 && same_bytes((r)->p, lit, sizeof(lit) - 1) && \
      ((r)->p += sizeof(lit) - 1, 1))
 
 /* An unsigned integer as the writer packs one (msgpack_pack_uint64: the
@@ -182,7 +200,8 @@ static inline int is_map_head(uint8_t b) {
 
 /* 1: decoded; 0: not the common shape or not intact, ask the generic way. */
 static int decode_fast(const uint8_t *raw, size_t len, evl_event *ev) {
-    if (len < EVL_CHAIN_END + 9 || !crc_trailer(raw, len) || memcmp(raw, EVL_CHAIN_PREFIX, sizeof EVL_CHAIN_PREFIX - 1))
+    if (len < EVL_CHAIN_END + 9 || !same_bytes(raw + len - 9, "\xa3" "crc" "\xce", 5) ||
+        !same_bytes(raw, EVL_CHAIN_PREFIX, sizeof EVL_CHAIN_PREFIX - 1))
         return 0;
     if (evl__crc32c(0, raw, len - 9) != evl__get_be32(raw + len - 4)) return 0;
     rd r = {raw + EVL_CHAIN_END, raw + len - 9};
