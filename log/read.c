@@ -45,18 +45,29 @@ enum { F_TYPE, F_CAT, F_ACTOR, F_CORR, N_FILTERS };
  * never read that fall in the window (other tables) are dropped too;
  * whoever uses them faults them back.  The window is clamped to LMDB's
  * map: MADV_DONTNEED on anonymous memory next to it would zero it. */
-#define DROP_PAGES 1024             /* 4 MiB of records read per batch */
+#define DROP_PAGES 512              /* 2 MiB of records read per batch */
 #define DROP_ALIGN (2 * 1024 * 1024)
 
 typedef struct dropper {
     uintptr_t map_lo, map_hi;       /* LMDB's map; map_hi 0: not known yet */
     uintptr_t lo, hi;               /* the window [lo, hi); hi 0: none yet */
+    uintptr_t plo, phi;             /* the batch before, not yet dropped */
     uintptr_t last;                 /* the page noted last */
     size_t pages;                   /* pages read since the last batch */
 } dropper;
 
+static void drop_range(uintptr_t lo, uintptr_t hi) {
+    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+/* A batch is dropped one batch late: the engine reads a projection's
+ * types through one iterator each, merged by position, and what one has
+ * just read lies among the pages the others are about to read.  Dropped at
+ * once, they would fault them back. */
 static void drop_flush(dropper *d) {
-    if (d->hi > d->lo) (void)madvise((void *)d->lo, d->hi - d->lo, MADV_DONTNEED);
+    drop_range(d->plo, d->phi);
+    d->plo = d->lo;
+    d->phi = d->hi;
     /* the next window starts where this one ended: what the last faults
      * mapped beyond it (the rest of a folio) is in the next one */
     d->lo = d->hi;
@@ -132,6 +143,7 @@ struct evl_iter {
     evl_log *log;
     MDB_txn *txn;
     MDB_cursor *cur;      /* over the source: events, streams, or f[by]'s index */
+    MDB_cursor *rec;      /* over events, for the records an index names (NULL until needed) */
     int src, by;
     int started, done, backward;
     uint64_t lo, hi;      /* position bounds, inclusive */
@@ -199,6 +211,7 @@ static char *dup_str(const char *s, size_t *len) {
 void evl_iter_close(evl_iter *it) {
     if (!it) return;
     if (it->cur) mdb_cursor_close(it->cur);
+    if (it->rec) mdb_cursor_close(it->rec);
     if (it->txn) mdb_txn_abort(it->txn);
     evl_free(it->stream);
     for (int f = 0; f < N_FILTERS; f++) evl_free(it->f[f].s);
@@ -438,10 +451,16 @@ int evl_iter_next(evl_iter *it, evl_event *ev) {
             continue;
         }
         if (it->src != SRC_ALL) {
+            /* One cursor for all the lookups: the positions an index gives
+             * come in order, and LMDB looks a key up within the cursor's
+             * current leaf page when it lies there (several events of a
+             * type share one), instead of descending from the root as
+             * mdb_get does each time. */
             uint8_t pk[8];
             evl__put_be64(pk, pos);
             MDB_val k = {8, pk};
-            rc = mdb_get(it->txn, it->log->db_events, &k, &v);
+            rc = it->rec ? 0 : mdb_cursor_open(it->txn, it->log->db_events, &it->rec);
+            if (rc == 0) rc = mdb_cursor_get(it->rec, &k, &v, MDB_SET_KEY);
             if (rc) { it->done = 1; return rc == MDB_NOTFOUND ? EVL_ECORRUPT : evl__lmdb_err(rc); }
         }
         if (it->src == SRC_ALL && !it->backward) prefetch_next(v.mv_data, it->log->os_page);
