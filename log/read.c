@@ -36,8 +36,8 @@ enum { F_TYPE, F_CAT, F_ACTOR, F_CORR, N_FILTERS };
  * read since the last batch, and drops all of it: the neighbours go too,
  * and a window over pages already dropped costs the kernel only a walk
  * over empty page tables.  One madvise per batch instead of one per run of
- * pages (100k per million events, each a TLB flush and, with other threads
- * in the process, an IPI to every CPU they ran on).
+ * pages (~250 instead of ~100k per million events, each a TLB flush and,
+ * with other threads in the process, an IPI to every CPU they ran on).
  *
  * The window's low end goes down to a 2 MiB boundary (a large folio's
  * pages below the first record read) but its high end stops at the last
