@@ -42,7 +42,7 @@ static const char *const CORE[] = {"jobs", "tasks", "nodes", "runs"};
 
 static struct {
     uint64_t events, seed;
-    int quick, rounds, sets; /* sets: 1 alone, 2 core */
+    int quick, rounds, sets; /* sets: 1 alone, 2 core, 0 none (the scan only) */
     int live_batch, limit_batch;
     const char *alone, *json, *tmp;
 } opt;
@@ -542,11 +542,12 @@ static int run_set(rb_set *s, uint64_t head)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: rebuild [--events N] [--quick] [--set alone|core|both] [--projection NAME] [--rounds N]\n"
+            "usage: rebuild [--events N] [--quick] [--set alone|core|both|none] [--projection NAME] [--rounds N]\n"
             "               [--json FILE] [--tmp DIR] [--seed N]\n"
             "  --events N       generated events in the log (default 1000000; 200000 with --quick)\n"
             "  --quick          200k events, 1 round\n"
-            "  --set S          alone (one projection), core (jobs, tasks, nodes, runs together) or both (default)\n"
+            "  --set S          alone (one projection), core (jobs, tasks, nodes, runs together), both (default)\n"
+            "                   or none (the log scan only)\n"
             "  --projection P   the projection of the alone set: jobs, tasks, nodes or runs (default jobs)\n"
             "  --rounds N       live/rebuild/limit rounds, run A B C A B C (default 2; 1 with --quick)\n"
             "  --json FILE      also write the results as JSON\n"
@@ -580,9 +581,10 @@ static int parse_args(int argc, char **argv)
             break;
         case 'q': opt.quick = 1; break;
         case 's':
-            opt.sets = !strcmp(optarg, "alone") ? 1 : !strcmp(optarg, "core") ? 2 : !strcmp(optarg, "both") ? 3 : 0;
-            if (!opt.sets) {
-                fprintf(stderr, "rebuild: --set takes alone, core or both\n");
+            opt.sets = !strcmp(optarg, "alone") ? 1 : !strcmp(optarg, "core") ? 2 : !strcmp(optarg, "both") ? 3
+                       : !strcmp(optarg, "none") ? 0 : -1;
+            if (opt.sets < 0) {
+                fprintf(stderr, "rebuild: --set takes alone, core, both or none\n");
                 return 2;
             }
             break;

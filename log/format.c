@@ -120,7 +120,132 @@ static int crc_trailer(const uint8_t *raw, size_t len) {
     return len >= 9 && memcmp(raw + len - 9, "\xa3" "crc" "\xce", 5) == 0;
 }
 
+/* ---- the common case, read straight off the bytes
+ *
+ * Every record this version writes has the same shape: the ten keys in the
+ * order above, each as a fixstr, and the CRC trailer.  A replay decodes
+ * millions of them, so that shape is matched byte by byte here instead of
+ * through a generic walk: the CRC first (every byte up to the trailer), then
+ * the keys as literal byte strings and the values in the forms the writer
+ * produces, each read checked against the end of the record.  Anything else
+ * (an older record without "chain", a later one with more keys, other
+ * integer forms, a CRC that does not match) returns 0 and goes the generic
+ * way below, which decides: so both ways accept and reject the same
+ * records, and the generic way stays the one definition of the format. */
+
+typedef struct rd {
+    const uint8_t *p, *end;
+} rd;
+
+/* Are the @p n (1..16) bytes at @p p those of @p lit?  Every call has a
+ * constant n and literal, so on a little-endian machine this is one or two
+ * 8-byte loads, a mask and a compare (memcmp of 5 or 9 bytes is a library
+ * call).  It reads 8 (n <= 8) or 16 bytes from @p p: every caller has at
+ * least that much of the record left (the 9-byte trailer follows whatever
+ * it compares). */
+static inline __attribute__((always_inline)) int same_bytes(const uint8_t *p, const char *lit, size_t n) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t w[2], want[2] = {0, 0}, mask[2];
+    memcpy(w, p, n > 8 ? 16 : 8);
+    for (size_t i = 0; i < n; i++) want[i / 8] |= (uint64_t)(uint8_t)lit[i] << (8 * (i % 8));
+    mask[0] = n >= 8 ? ~0ull : (1ull << (8 * n)) - 1;
+    mask[1] = n >= 16 ? ~0ull : n > 8 ? (1ull << (8 * (n - 8))) - 1 : 0;
+    return ((w[0] ^ want[0]) & mask[0]) == 0 && (n <= 8 || ((w[1] ^ want[1]) & mask[1]) == 0);
+#else
+    return memcmp(p, lit, n) == 0;
+#endif
+}
+
+/* The literal key @p lit (its fixstr header included) next? */
+#define RD_KEY(r, lit)                                                                   \
+    ((size_t)((r)->end - (r)->p) >= sizeof(lit) - 1 && same_bytes((r)->p, lit, sizeof(lit) - 1) && \
+     ((r)->p += sizeof(lit) - 1, 1))
+
+/* An unsigned integer as the writer packs one (msgpack_pack_uint64: the
+ * shortest of fixint, uint8..64). */
+static inline int rd_uint(rd *r, uint64_t *u) {
+    size_t left = (size_t)(r->end - r->p);
+    if (left < 1) return 0;
+    uint8_t b = *r->p;
+    if (b <= 0x7f) { *u = b; r->p++; return 1; }
+    if (b < 0xcc || b > 0xcf) return 0;
+    size_t n = (size_t)1 << (b - 0xcc);
+    if (left < 1 + n) return 0;
+    uint64_t v = 0;
+    for (size_t i = 1; i <= n; i++) v = (v << 8) | r->p[i];
+    *u = v;
+    r->p += 1 + n;
+    return 1;
+}
+
+/* A string of up to 65535 bytes (names are at most 255). */
+static inline int rd_str(rd *r, const char **s, size_t *len) {
+    size_t left = (size_t)(r->end - r->p), h, n;
+    if (left < 1) return 0;
+    uint8_t b = *r->p;
+    if (b >= 0xa0 && b <= 0xbf) { h = 1; n = b & 0x1f; }
+    else if (b == 0xd9 && left >= 2) { h = 2; n = r->p[1]; }
+    else if (b == 0xda && left >= 3) { h = 3; n = (size_t)r->p[1] << 8 | r->p[2]; }
+    else return 0;
+    if (left - h < n) return 0;
+    *s = (const char *)r->p + h;
+    *len = n;
+    r->p += h + n;
+    return 1;
+}
+
+static inline int is_map_head(uint8_t b) {
+    return (b >= 0x80 && b <= 0x8f) || b == 0xde || b == 0xdf;
+}
+
+/* 1: decoded; 0: not the common shape or not intact, ask the generic way. */
+static int decode_fast(const uint8_t *raw, size_t len, evl_event *ev) {
+    if (len < EVL_CHAIN_END + 9 || !same_bytes(raw + len - 9, "\xa3" "crc" "\xce", 5) ||
+        !same_bytes(raw, EVL_CHAIN_PREFIX, sizeof EVL_CHAIN_PREFIX - 1))
+        return 0;
+    if (evl__crc32c(0, raw, len - 9) != evl__get_be32(raw + len - 4)) return 0;
+    rd r = {raw + EVL_CHAIN_END, raw + len - 9};
+    uint64_t t;
+    if (!RD_KEY(&r, "\xa8" "position") || !rd_uint(&r, &ev->position)) return 0;
+    if (!RD_KEY(&r, "\xa6" "stream") || !rd_str(&r, &ev->stream, &ev->stream_len)) return 0;
+    if (!RD_KEY(&r, "\xa8" "revision") || !rd_uint(&r, &ev->revision)) return 0;
+    if (!RD_KEY(&r, "\xa2" "id" "\xc4\x10") || r.end - r.p < 16) return 0;
+    memcpy(ev->id, r.p, 16);
+    r.p += 16;
+    if (!RD_KEY(&r, "\xa4" "type") || !rd_str(&r, &ev->type, &ev->type_len)) return 0;
+    if (!RD_KEY(&r, "\xa4" "time") || r.p >= r.end) return 0;
+    if (*r.p == 0xd3 && r.end - r.p >= 9) { /* msgpack_pack_int64 of a time before 1970 or a big one */
+        ev->time_ns = (int64_t)evl__get_be64(r.p + 1);
+        r.p += 9;
+    } else if (rd_uint(&r, &t) && t <= INT64_MAX) {
+        ev->time_ns = (int64_t)t;
+    } else {
+        return 0;
+    }
+    if (!RD_KEY(&r, "\xa4" "meta") || r.p >= r.end || !is_map_head(*r.p)) return 0;
+    evl_mp m = {r.p, r.end};
+    if (evl_mp_skip(&m, 63)) return 0;
+    ev->meta = r.p;
+    ev->meta_len = (size_t)(m.p - r.p);
+    r.p = m.p;
+    if (!RD_KEY(&r, "\xa4" "data") || r.p >= r.end || !is_map_head(*r.p)) return 0;
+    ev->data = r.p;
+    ev->data_len = (size_t)(r.end - r.p);
+    ev->chain = raw + EVL_CHAIN_AT;
+    return 1;
+}
+
+static int decode_generic(const uint8_t *raw, size_t len, evl_event *ev);
+
 int evl_log_decode(const uint8_t *raw, size_t len, evl_event *ev) {
+    memset(ev, 0, sizeof *ev);
+    ev->raw = raw;
+    ev->raw_len = len;
+    if (decode_fast(raw, len, ev)) return EVL_OK;
+    return decode_generic(raw, len, ev);
+}
+
+static int decode_generic(const uint8_t *raw, size_t len, evl_event *ev) {
     evl_mp m = {raw, raw + len};
     evl_mp_val v, k;
     unsigned seen = 0;

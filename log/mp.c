@@ -16,7 +16,72 @@ static inline uint64_t be(const uint8_t *p, int n) {
     return v;
 }
 
+static int read_any(evl_mp *m, evl_mp_val *v);
+
+/* The shapes most values have (small integers, short strings, small
+ * containers, nil, booleans), decoded inline with the same checks; the rest
+ * by read_any().  A scan reads every key and value of millions of events,
+ * and there the call and the switch cost more than the decoding. */
+static inline int read_value(evl_mp *m, evl_mp_val *v) {
+    const uint8_t *p = m->p;
+    if (p >= m->end) return EVL_EMSGPACK;
+    uint8_t b = *p;
+    size_t left = (size_t)(m->end - p) - 1;
+    if (b <= 0x7f) { v->kind = EVL_MP_UINT; v->v.u = b; m->p = p + 1; return EVL_OK; }
+    if (b >= 0xa0 && b <= 0xbf) {
+        uint32_t n = b & 0x1f;
+        if (n > left) return EVL_EMSGPACK;
+        v->kind = EVL_MP_STR; v->v.s.ptr = (const char *)p + 1; v->v.s.len = n;
+        m->p = p + 1 + n;
+        return EVL_OK;
+    }
+    if (b >= 0xe0) { v->kind = EVL_MP_INT; v->v.i = (int8_t)b; m->p = p + 1; return EVL_OK; }
+    if (b <= 0x8f) {
+        uint32_t n = b & 0x0f;
+        if ((uint64_t)n * 2 > left) return EVL_EMSGPACK;
+        v->kind = EVL_MP_MAP; v->v.n = n; m->p = p + 1;
+        return EVL_OK;
+    }
+    if (b <= 0x9f) {
+        uint32_t n = b & 0x0f;
+        if (n > left) return EVL_EMSGPACK;
+        v->kind = EVL_MP_ARRAY; v->v.n = n; m->p = p + 1;
+        return EVL_OK;
+    }
+    if (b == 0xc0) { v->kind = EVL_MP_NIL; m->p = p + 1; return EVL_OK; }
+    if (b == 0xc2 || b == 0xc3) { v->kind = EVL_MP_BOOL; v->v.b = b == 0xc3; m->p = p + 1; return EVL_OK; }
+    if (b >= 0xcb && b <= 0xd3) { /* float64, uint8..64, int8..64 */
+        size_t n = b == 0xcb ? 8 : (size_t)1 << ((b - 0xcc) & 3);
+        if (left < n) return EVL_EMSGPACK;
+        uint64_t u = be(p + 1, (int)n);
+        if (b == 0xcb) {
+            double d;
+            memcpy(&d, &u, 8);
+            v->kind = EVL_MP_FLOAT; v->v.f = d;
+        } else if (b <= 0xcf) {
+            v->kind = EVL_MP_UINT; v->v.u = u;
+        } else {
+            int64_t i = n == 1 ? (int8_t)u : n == 2 ? (int16_t)u : n == 4 ? (int32_t)u : (int64_t)u;
+            if (i >= 0) { v->kind = EVL_MP_UINT; v->v.u = (uint64_t)i; }
+            else { v->kind = EVL_MP_INT; v->v.i = i; }
+        }
+        m->p = p + 1 + n;
+        return EVL_OK;
+    }
+    if (b == 0xd9) {
+        if (left < 1 || (size_t)p[1] > left - 1) return EVL_EMSGPACK;
+        v->kind = EVL_MP_STR; v->v.s.ptr = (const char *)p + 2; v->v.s.len = p[1];
+        m->p = p + 2 + p[1];
+        return EVL_OK;
+    }
+    return read_any(m, v);
+}
+
 int evl_mp_read(evl_mp *m, evl_mp_val *v) {
+    return read_value(m, v);
+}
+
+static int read_any(evl_mp *m, evl_mp_val *v) {
     const uint8_t *p = m->p;
     size_t left = (size_t)(m->end - p);
     if (left < 1) return EVL_EMSGPACK;
@@ -153,7 +218,7 @@ static int scan(evl_mp *m, int max_depth, int flags, int *depth_hit) {
     do {
         int want_key = depth > 0 && st[depth - 1].is_map && (st[depth - 1].left % 2) == 0;
         evl_mp_val v;
-        int rc = evl_mp_read(m, &v);
+        int rc = read_value(m, &v);
         if (rc) return rc;
         if (want_key && (flags & EVL_MP_STRING_KEYS) && v.kind != EVL_MP_STR) return EVL_EMSGPACK;
         if (v.kind == EVL_MP_STR && (flags & SCAN_UTF8) && !evl_utf8_valid(v.v.s.ptr, v.v.s.len))
@@ -183,6 +248,20 @@ int evl_mp_check(const void *buf, size_t len, int max_depth, int flags, size_t *
 }
 
 int evl_mp_skip(evl_mp *m, int max_depth) {
+    /* A scalar, or a container of scalars only (most meta maps, most lists
+     * in events), needs no stack: read it straight.  On anything else, or
+     * any error, the general walk starts over and decides. */
+    evl_mp t = *m;
+    evl_mp_val v;
+    if (max_depth >= 1 && read_value(&t, &v) == EVL_OK) {
+        uint64_t n = v.kind == EVL_MP_MAP ? (uint64_t)v.v.n * 2 : v.kind == EVL_MP_ARRAY ? v.v.n : 0;
+        for (; n; n--)
+            if (read_value(&t, &v) || v.kind == EVL_MP_MAP || v.kind == EVL_MP_ARRAY) break;
+        if (n == 0) {
+            *m = t;
+            return EVL_OK;
+        }
+    }
     int hit;
     return scan(m, max_depth, 0, &hit);
 }

@@ -11,11 +11,17 @@ int main(void) {
     CHECK(evl__crc32c(0, "123456789", 9) == 0xE3069283u);
     CHECK(evl__crc32c_portable(0, "123456789", 9) == 0xE3069283u);
     uint8_t buf[1031];
-    for (size_t i = 0; i < sizeof buf; i++) buf[i] = (uint8_t)(i * 131 + 7);
+    uint32_t x = 12345;
+    for (size_t i = 0; i < sizeof buf; i++) buf[i] = (uint8_t)((x = x * 1103515245u + 12345u) >> 16);
+    /* every length and start alignment: the hardware path runs 3 blocks of
+     * 64 bytes side by side from 192 bytes on, joins them, then the tail */
+    for (size_t at = 0; at < 8; at++)
+        for (size_t n = 0; n + at < sizeof buf; n++)
+            CHECK(evl__crc32c(0, buf + at, n) == evl__crc32c_portable(0, buf + at, n));
     for (size_t n = 0; n < sizeof buf; n += 17) {
-        CHECK(evl__crc32c(0, buf, n) == evl__crc32c_portable(0, buf, n));
         /* incremental equals one-shot */
         CHECK(evl__crc32c(evl__crc32c(0, buf, n / 2), buf + n / 2, n - n / 2) == evl__crc32c(0, buf, n));
+        CHECK(evl__crc32c(0x1234567u, buf, n) == evl__crc32c_portable(0x1234567u, buf, n));
     }
 
     uint8_t a[16], b[16], p[16];
