@@ -235,14 +235,50 @@ static inline int special8(uint64_t w) {
     return (((w - ones * 0x20) | (q - ones) | (bs - ones) | w) & highs) != 0;
 }
 
+#if defined(__SSE2__) && defined(JW_FAST_DIGITS)
+#include <emmintrin.h>
+/* Bit i set when byte i of the 16 at p needs a look: a signed compare with
+ * 0x20 catches control characters and every byte >= 0x80 at once. */
+static inline unsigned special16(const char *p) {
+    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+    __m128i bad = _mm_or_si128(_mm_cmplt_epi8(x, _mm_set1_epi8(0x20)),
+                               _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')),
+                                            _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))));
+    return (unsigned)_mm_movemask_epi8(bad);
+}
+#endif
+
 /* The string s[0, n) as a JSON string at *op.  lim: the end of the msgpack
- * buffer s lies in, so that a short string's tail can be loaded as one
- * word.  Invalid UTF-8 fails the conversion; *nul tells whether the string
- * holds a NUL byte. */
+ * buffer s lies in: a string with at least 16 bytes after its start is
+ * checked and copied 16 bytes at a time (bytes past its end are copied into
+ * the slack and ignored).  Invalid UTF-8 fails the conversion; *nul tells
+ * whether the string holds a NUL byte. */
 static inline int put_string(char **op, const char *s, size_t n, const uint8_t *lim, int *nul) {
     char *o = *op;
     size_t i = 0;
     *o++ = '"';
+#if defined(__SSE2__) && defined(JW_FAST_DIGITS)
+    while ((size_t)((const char *)lim - (s + i)) >= 16) {
+        unsigned bad = special16(s + i);
+        size_t left = n - i;
+        if (left < 16) bad &= (1u << left) - 1;
+        if (bad) {                                /* copy up to the first byte that needs a look */
+            unsigned k = (unsigned)__builtin_ctz(bad);
+            memcpy(o, s + i, 16);
+            o += k;
+            i += k;
+            break;
+        }
+        memcpy(o, s + i, 16);
+        if (left <= 16) {
+            o += left;
+            i = n;
+            break;
+        }
+        o += 16;
+        i += 16;
+    }
+#endif
     for (; i + 8 <= n; i += 8) {
         uint64_t w;
         memcpy(&w, s + i, 8);
@@ -250,22 +286,6 @@ static inline int put_string(char **op, const char *s, size_t n, const uint8_t *
         memcpy(o, &w, 8);
         o += 8;
     }
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    if (i < n && n - i < 8 && (const uint8_t *)s + i + 8 <= lim) {
-        /* the last 1-7 bytes in one load: the bytes past the string are
-         * masked to 'A' for the test, and stored (harmlessly) into the slack */
-        size_t r = n - i;
-        uint64_t w, keep = ~0ull >> (64 - 8 * r);
-        memcpy(&w, s + i, 8);
-        if (!special8((w & keep) | (0x4141414141414141ull & ~keep))) {
-            memcpy(o, &w, 8);
-            o += r;
-            i = n;
-        }
-    }
-#else
-    (void)lim;
-#endif
     unsigned high = 0;
     for (; i < n; i++) {
         uint8_t c = (uint8_t)s[i];
@@ -293,78 +313,181 @@ static inline int put_string(char **op, const char *s, size_t n, const uint8_t *
     return JW_OK;
 }
 
+/* The first byte of a msgpack value, classified for one jump: the shapes
+ * events are made of are decoded right here; the rest (float32, str32,
+ * array16/32, map16/32, bin, ext, the bytes msgpack leaves unused) by
+ * evl__proj_mp_next(). */
+enum { K_OTHER, K_POS, K_NEG, K_FSTR, K_FMAP, K_FARR, K_NIL, K_FALSE, K_TRUE, K_F64,
+       K_U8, K_U16, K_U32, K_U64, K_I8, K_I16, K_I32, K_I64, K_STR8, K_STR16 };
+static const uint8_t KIND[256] = {
+#define R16(k) k, k, k, k, k, k, k, k, k, k, k, k, k, k, k, k
+    R16(K_POS), R16(K_POS), R16(K_POS), R16(K_POS), R16(K_POS), R16(K_POS), R16(K_POS), R16(K_POS),
+    R16(K_FMAP), R16(K_FARR), R16(K_FSTR), R16(K_FSTR),
+    /* 0xc0 */ K_NIL, K_OTHER, K_FALSE, K_TRUE, K_OTHER, K_OTHER, K_OTHER, K_OTHER,
+    /* 0xc8 */ K_OTHER, K_OTHER, K_OTHER, K_F64, K_U8, K_U16, K_U32, K_U64,
+    /* 0xd0 */ K_I8, K_I16, K_I32, K_I64, K_OTHER, K_OTHER, K_OTHER, K_OTHER,
+    /* 0xd8 */ K_OTHER, K_STR8, K_STR16, K_OTHER, K_OTHER, K_OTHER, K_OTHER, K_OTHER,
+    R16(K_NEG), R16(K_NEG),
+#undef R16
+};
+
+static inline uint16_t be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+/* (compilers turn these into one load and a byte swap) */
+static inline uint32_t be32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static inline uint64_t be64(const uint8_t *p) { return (uint64_t)be32(p) << 32 | be32(p + 4); }
+
+static int value(char **op, evl_mp *m, int depth);
+
+/* A map of n entries (its header read), written at *op. */
+static int map_body(char **op, evl_mp *m, uint32_t n, int depth) {
+    if (depth > EVL_MAX_DEPTH) return JW_INVALID;
+    if (n > JW_MAX_KEYS) return JW_OTHER;
+    const char *key[JW_MAX_KEYS];
+    uint32_t len[JW_MAX_KEYS];
+    uint64_t seen = 0;      /* a bit per (length, first byte) of the keys so far */
+    char *o = *op;
+    int rc;
+    *o++ = '{';
+    for (uint32_t i = 0; i < n; i++) {
+        evl_mp_val k;
+        if (evl__proj_mp_next(m, &k) || k.kind != EVL_MP_STR) return JW_INVALID;
+        /* jansson keeps a repeated key once (first place, last value): the
+         * reference's business; only keys that share a bit are compared */
+        uint64_t bit = 1ull << ((k.v.s.len * 7 + (k.v.s.len ? (uint8_t)k.v.s.ptr[0] : 0)) & 63);
+        if (seen & bit)
+            for (uint32_t j = 0; j < i; j++)
+                if (len[j] == k.v.s.len && !memcmp(key[j], k.v.s.ptr, k.v.s.len)) return JW_OTHER;
+        seen |= bit;
+        key[i] = k.v.s.ptr;
+        len[i] = k.v.s.len;
+        int nul = 0;
+        if (i) *o++ = ',';
+        if ((rc = put_string(&o, k.v.s.ptr, k.v.s.len, m->end, &nul))) return rc;
+        if (nul) return JW_OTHER; /* how jansson writes a key with a NUL: not worth matching */
+        *o++ = ':';
+        if ((rc = value(&o, m, depth + 1))) return rc;
+    }
+    *o++ = '}';
+    *op = o;
+    return JW_OK;
+}
+
+static int array_body(char **op, evl_mp *m, uint32_t n, int depth) {
+    if (depth > EVL_MAX_DEPTH) return JW_INVALID;
+    char *o = *op;
+    int rc;
+    *o++ = '[';
+    for (uint32_t i = 0; i < n; i++) {
+        if (i) *o++ = ',';
+        if ((rc = value(&o, m, depth + 1))) return rc;
+    }
+    *o++ = ']';
+    *op = o;
+    return JW_OK;
+}
+
+static int real(char **op, double f) {
+    if (!isfinite(f)) { memcpy(*op, "null", 4); *op += 4; return JW_OK; }
+    size_t n = fmt_real(f, *op);   /* in place: the slack covers its 40 bytes */
+    if (!n) return JW_OTHER;
+    *op += n;
+    return JW_OK;
+}
+
 /* One value at m, written at *op; depth as evl_json_from_msgpack() counts
  * it (the top is 1).  The room is the caller's (see the top). */
 static int value(char **op, evl_mp *m, int depth) {
-    evl_mp_val v;
+    const uint8_t *p = m->p;
+    if (EVL_UNLIKELY(p >= m->end)) return JW_INVALID;
+    uint8_t b = *p;
+    size_t left = (size_t)(m->end - p) - 1;  /* bytes after the first */
     char *o = *op;
-    int rc;
-    if (evl__proj_mp_next(m, &v)) return JW_INVALID;
-    switch (v.kind) {
-    case EVL_MP_NIL: memcpy(o, "null", 4); o += 4; break;
-    case EVL_MP_BOOL:
-        if (v.v.b) { memcpy(o, "true", 4); o += 4; }
-        else { memcpy(o, "false", 5); o += 5; }
+    int nul = 0, rc;
+    uint32_t n;
+    switch (KIND[b]) {
+    case K_POS: m->p = p + 1; o = put_u64(o, b); break;
+    case K_NEG: m->p = p + 1; o = put_i64(o, (int8_t)b); break;
+    case K_FSTR:
+        n = b & 0x1f;
+        if (n > left) return JW_INVALID;
+        m->p = p + 1 + n;
+        if ((rc = put_string(&o, (const char *)p + 1, n, m->end, &nul))) return rc;
         break;
-    case EVL_MP_UINT:
-        if (v.v.u <= (uint64_t)INT64_MAX) { o = put_u64(o, v.v.u); break; }
-        { /* jansson has no unsigned integers: a real, as the reference does */
-            size_t n = fmt_real((double)v.v.u, o);
-            if (!n) return JW_OTHER;
-            o += n;
-        }
+    case K_STR8:
+        if (left < 1 || (n = p[1]) > left - 1) return JW_INVALID;
+        m->p = p + 2 + n;
+        if ((rc = put_string(&o, (const char *)p + 2, n, m->end, &nul))) return rc;
         break;
-    case EVL_MP_INT: o = put_i64(o, v.v.i); break;
-    case EVL_MP_FLOAT:
-        if (!isfinite(v.v.f)) { memcpy(o, "null", 4); o += 4; break; }
-        {
-            size_t n = fmt_real(v.v.f, o);   /* in place: the slack covers its 40 bytes */
-            if (!n) return JW_OTHER;
-            o += n;
-        }
+    case K_STR16:
+        if (left < 2 || (n = be16(p + 1)) > left - 2) return JW_INVALID;
+        m->p = p + 3 + n;
+        if ((rc = put_string(&o, (const char *)p + 3, n, m->end, &nul))) return rc;
         break;
-    case EVL_MP_STR: {
-        int nul = 0;
-        if ((rc = put_string(&o, v.v.s.ptr, v.v.s.len, m->end, &nul))) return rc;
+    case K_FMAP:
+        n = b & 0x0f;
+        if ((uint64_t)n * 2 > left) return JW_INVALID;
+        m->p = p + 1;
+        if ((rc = map_body(&o, m, n, depth))) return rc;
         break;
-    }
-    case EVL_MP_BIN: case EVL_MP_EXT: return JW_OTHER;
-    case EVL_MP_ARRAY:
-        if (depth > EVL_MAX_DEPTH) return JW_INVALID;
-        *o++ = '[';
-        for (uint32_t i = 0; i < v.v.n; i++) {
-            if (i) *o++ = ',';
-            if ((rc = value(&o, m, depth + 1))) return rc;
-        }
-        *o++ = ']';
+    case K_FARR:
+        n = b & 0x0f;
+        if (n > left) return JW_INVALID;
+        m->p = p + 1;
+        if ((rc = array_body(&o, m, n, depth))) return rc;
         break;
-    case EVL_MP_MAP: {
-        if (depth > EVL_MAX_DEPTH) return JW_INVALID;
-        if (v.v.n > JW_MAX_KEYS) return JW_OTHER;
-        const char *key[JW_MAX_KEYS];
-        uint32_t len[JW_MAX_KEYS];
-        *o++ = '{';
-        for (uint32_t i = 0; i < v.v.n; i++) {
-            evl_mp_val k;
-            if (evl__proj_mp_next(m, &k) || k.kind != EVL_MP_STR) return JW_INVALID;
-            /* jansson keeps a repeated key once (first place, last value) */
-            for (uint32_t j = 0; j < i; j++)
-                if (len[j] == k.v.s.len && (!len[j] || key[j][0] == k.v.s.ptr[0]) &&
-                    !memcmp(key[j], k.v.s.ptr, k.v.s.len))
-                    return JW_OTHER;
-            key[i] = k.v.s.ptr;
-            len[i] = k.v.s.len;
-            int nul = 0;
-            if (i) *o++ = ',';
-            if ((rc = put_string(&o, k.v.s.ptr, k.v.s.len, m->end, &nul))) return rc;
-            if (nul) return JW_OTHER; /* how jansson writes a key with a NUL: not worth matching */
-            *o++ = ':';
-            if ((rc = value(&o, m, depth + 1))) return rc;
-        }
-        *o++ = '}';
+    case K_NIL: m->p = p + 1; memcpy(o, "null", 4); o += 4; break;
+    case K_TRUE: m->p = p + 1; memcpy(o, "true", 4); o += 4; break;
+    case K_FALSE: m->p = p + 1; memcpy(o, "false", 5); o += 5; break;
+    case K_U8: if (left < 1) return JW_INVALID; m->p = p + 2; o = put_u64(o, p[1]); break;
+    case K_U16: if (left < 2) return JW_INVALID; m->p = p + 3; o = put_u64(o, be16(p + 1)); break;
+    case K_U32: if (left < 4) return JW_INVALID; m->p = p + 5; o = put_u64(o, be32(p + 1)); break;
+    case K_I8: if (left < 1) return JW_INVALID; m->p = p + 2; o = put_i64(o, (int8_t)p[1]); break;
+    case K_I16: if (left < 2) return JW_INVALID; m->p = p + 3; o = put_i64(o, (int16_t)be16(p + 1)); break;
+    case K_I32: if (left < 4) return JW_INVALID; m->p = p + 5; o = put_i64(o, (int32_t)be32(p + 1)); break;
+    case K_I64: if (left < 8) return JW_INVALID; m->p = p + 9; o = put_i64(o, (int64_t)be64(p + 1)); break;
+    case K_U64: {
+        if (left < 8) return JW_INVALID;
+        m->p = p + 9;
+        uint64_t u = be64(p + 1);
+        if (u <= (uint64_t)INT64_MAX) o = put_u64(o, u);
+        else if ((rc = real(&o, (double)u))) return rc; /* jansson has no unsigned integers: a real, as the reference */
         break;
     }
-    default: return JW_INVALID;
+    case K_F64: {
+        if (left < 8) return JW_INVALID;
+        m->p = p + 9;
+        uint64_t u = be64(p + 1);
+        double f;
+        memcpy(&f, &u, sizeof f);
+        if ((rc = real(&o, f))) return rc;
+        break;
+    }
+    default: { /* everything else, through the general reader */
+        evl_mp_val v;
+        if (evl__proj_mp_next(m, &v)) return JW_INVALID;
+        switch (v.kind) {
+        case EVL_MP_NIL: memcpy(o, "null", 4); o += 4; break;
+        case EVL_MP_BOOL:
+            if (v.v.b) { memcpy(o, "true", 4); o += 4; }
+            else { memcpy(o, "false", 5); o += 5; }
+            break;
+        case EVL_MP_UINT:
+            if (v.v.u <= (uint64_t)INT64_MAX) o = put_u64(o, v.v.u);
+            else if ((rc = real(&o, (double)v.v.u))) return rc;
+            break;
+        case EVL_MP_INT: o = put_i64(o, v.v.i); break;
+        case EVL_MP_FLOAT: if ((rc = real(&o, v.v.f))) return rc; break;
+        case EVL_MP_STR:
+            if ((rc = put_string(&o, v.v.s.ptr, v.v.s.len, m->end, &nul))) return rc;
+            break;
+        case EVL_MP_BIN: case EVL_MP_EXT: return JW_OTHER;
+        case EVL_MP_ARRAY: if ((rc = array_body(&o, m, v.v.n, depth))) return rc; break;
+        case EVL_MP_MAP: if ((rc = map_body(&o, m, v.v.n, depth))) return rc; break;
+        default: return JW_INVALID;
+        }
+    }
     }
     *op = o;
     return JW_OK;

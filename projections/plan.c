@@ -211,7 +211,10 @@ void evl__proj_index_map(const nametab *t, const uint8_t **val, const uint8_t *m
             val[s] = m.p;
             if (s < 64 && (found |= want & (1ull << s)) == want && want) return;
         }
-        if (skip_value(&m)) return;
+        /* the last value needs no skipping: nothing follows it (a GPU list
+         * ends a heartbeat, and a field the event lacks, such as `at`,
+         * keeps `want` from ever being complete) */
+        if (i + 1 == v.v.n || skip_value(&m)) return;
     }
 }
 
