@@ -253,7 +253,15 @@ static inline unsigned special16(const char *p) {
  * checked and copied 16 bytes at a time (bytes past its end are copied into
  * the slack and ignored).  Invalid UTF-8 fails the conversion; *nul tells
  * whether the string holds a NUL byte. */
-static inline int put_string(char **op, const char *s, size_t n, const uint8_t *lim, int *nul) {
+/* Inlined into each caller: a call per string (two per map entry) costs
+ * more than the short keys it writes. */
+#if defined(__GNUC__)
+#define JW_INLINE static inline __attribute__((always_inline))
+#else
+#define JW_INLINE static inline
+#endif
+
+JW_INLINE int put_string(char **op, const char *s, size_t n, const uint8_t *lim, int *nul) {
     char *o = *op;
     size_t i = 0;
     *o++ = '"';
@@ -338,7 +346,9 @@ static inline uint32_t be32(const uint8_t *p) {
 }
 static inline uint64_t be64(const uint8_t *p) { return (uint64_t)be32(p) << 32 | be32(p + 4); }
 
-static int value(char **op, evl_mp *m, int depth);
+static int map_body(char **op, evl_mp *m, uint32_t n, int depth);
+static int array_body(char **op, evl_mp *m, uint32_t n, int depth);
+JW_INLINE int value_in(char **op, evl_mp *m, int depth);
 
 /* A map of n entries (its header read), written at *op. */
 static int map_body(char **op, evl_mp *m, uint32_t n, int depth) {
@@ -351,23 +361,33 @@ static int map_body(char **op, evl_mp *m, uint32_t n, int depth) {
     int rc;
     *o++ = '{';
     for (uint32_t i = 0; i < n; i++) {
-        evl_mp_val k;
-        if (evl__proj_mp_next(m, &k) || k.kind != EVL_MP_STR) return JW_INVALID;
+        const uint8_t *kp = m->p;
+        const char *ks;
+        uint32_t kn;
+        if (kp < m->end && (*kp & 0xe0) == 0xa0 && (kn = *kp & 0x1f) < (size_t)(m->end - kp)) {
+            ks = (const char *)kp + 1; /* a fixstr: nearly every key */
+            m->p = kp + 1 + kn;
+        } else {
+            evl_mp_val k;
+            if (evl__proj_mp_next(m, &k) || k.kind != EVL_MP_STR) return JW_INVALID;
+            ks = k.v.s.ptr;
+            kn = k.v.s.len;
+        }
         /* jansson keeps a repeated key once (first place, last value): the
          * reference's business; only keys that share a bit are compared */
-        uint64_t bit = 1ull << ((k.v.s.len * 7 + (k.v.s.len ? (uint8_t)k.v.s.ptr[0] : 0)) & 63);
+        uint64_t bit = 1ull << ((kn * 7 + (kn ? (uint8_t)ks[0] : 0)) & 63);
         if (seen & bit)
             for (uint32_t j = 0; j < i; j++)
-                if (len[j] == k.v.s.len && !memcmp(key[j], k.v.s.ptr, k.v.s.len)) return JW_OTHER;
+                if (len[j] == kn && !memcmp(key[j], ks, kn)) return JW_OTHER;
         seen |= bit;
-        key[i] = k.v.s.ptr;
-        len[i] = k.v.s.len;
+        key[i] = ks;
+        len[i] = kn;
         int nul = 0;
         if (i) *o++ = ',';
-        if ((rc = put_string(&o, k.v.s.ptr, k.v.s.len, m->end, &nul))) return rc;
+        if ((rc = put_string(&o, ks, kn, m->end, &nul))) return rc;
         if (nul) return JW_OTHER; /* how jansson writes a key with a NUL: not worth matching */
         *o++ = ':';
-        if ((rc = value(&o, m, depth + 1))) return rc;
+        if ((rc = value_in(&o, m, depth + 1))) return rc;
     }
     *o++ = '}';
     *op = o;
@@ -381,7 +401,7 @@ static int array_body(char **op, evl_mp *m, uint32_t n, int depth) {
     *o++ = '[';
     for (uint32_t i = 0; i < n; i++) {
         if (i) *o++ = ',';
-        if ((rc = value(&o, m, depth + 1))) return rc;
+        if ((rc = value_in(&o, m, depth + 1))) return rc;
     }
     *o++ = ']';
     *op = o;
@@ -397,8 +417,9 @@ static int real(char **op, double f) {
 }
 
 /* One value at m, written at *op; depth as evl_json_from_msgpack() counts
- * it (the top is 1).  The room is the caller's (see the top). */
-static int value(char **op, evl_mp *m, int depth) {
+ * it (the top is 1).  The room is the caller's (see the top).  Inlined into
+ * the map and array bodies, so a scalar costs no call. */
+JW_INLINE int value_in(char **op, evl_mp *m, int depth) {
     const uint8_t *p = m->p;
     if (EVL_UNLIKELY(p >= m->end)) return JW_INVALID;
     uint8_t b = *p;
@@ -492,6 +513,8 @@ static int value(char **op, evl_mp *m, int depth) {
     *op = o;
     return JW_OK;
 }
+
+static int value(char **op, evl_mp *m, int depth) { return value_in(op, m, depth); }
 
 /* The length of the value at m (its msgpack bytes), or 0 when it is not
  * well formed.  Iterative and bounded by the buffer, like the writer. */

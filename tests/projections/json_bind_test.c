@@ -94,10 +94,13 @@ static void pack_map(msgpack_packer *pk, int depth) {
     uint32_t n = rnd() % 8 == 0 ? 33 + (uint32_t)(rnd() % 4) : (uint32_t)(rnd() % 7); /* > 32 keys: the reference */
     msgpack_pack_map(pk, n);
     for (uint32_t i = 0; i < n; i++) {
-        char key[24];
-        int k = rnd() % 10 == 0 ? snprintf(key, sizeof key, "dup")            /* repeated keys */
-              : rnd() % 10 == 0 ? snprintf(key, sizeof key, "k\"\\\n%u", i)   /* escaped keys */
-                                : snprintf(key, sizeof key, "key_%u_%u", i, (unsigned)(rnd() % 1000));
+        char key[48];
+        unsigned r = (unsigned)(rnd() % 10);
+        int k = r == 0 ? snprintf(key, sizeof key, "dup")                                    /* repeated keys */
+              : r == 1 ? snprintf(key, sizeof key, "k\"\\\n%u", i)                         /* escaped keys */
+              : r == 2 ? snprintf(key, sizeof key, "memory_total_mib_%u", i)                  /* 16+ bytes */
+              : r == 3 ? snprintf(key, sizeof key, "a_key_longer_than_a_fixstr_holds_%u", i)  /* str8 */
+                       : snprintf(key, sizeof key, "key_%u_%u", i, (unsigned)(rnd() % 1000));
         msgpack_pack_str(pk, (size_t)k);
         msgpack_pack_str_body(pk, key, (size_t)k);
         pack_value(pk, depth + 1);
