@@ -117,7 +117,7 @@ static void pack_value(msgpack_packer *pk, int depth) {
         static const int64_t ext[] = {INT64_MIN, INT64_MAX, -32769, 65536, 4294967295LL, -2147483649LL,
                                       99999999, 100000000, 9999999999999999LL, 10000000000000000LL};
         int64_t v = rnd() % 4 == 0 ? ext[rnd() % 10] : (int64_t)(rnd() >> (rnd() % 64));
-        msgpack_pack_int64(pk, rnd() & 1 ? v : -v);
+        msgpack_pack_int64(pk, rnd() & 1 ? v : (int64_t)(0 - (uint64_t)v)); /* INT64_MIN stays itself */
         break;
     }
     case 4: msgpack_pack_uint64(pk, 9223372036854775808ull + rnd() % 1000000); break; /* above INT64_MAX */
