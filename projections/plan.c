@@ -11,29 +11,53 @@
 
 /* Names are short (types, field names): hash them eight bytes at a time
  * (a multiply-xorshift mix) rather than byte by byte; it runs for the type
- * and every key of every event. */
-static uint32_t hash_name(const char *s, size_t n) {
-    uint64_t h = (uint64_t)n * 0x9e3779b97f4a7c15ull, w;
-    for (; n >= 8; s += 8, n -= 8) {
-        memcpy(&w, s, 8);
-        h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
-        h ^= h >> 31;
+ * and every key of every event.  The tail is read with at most two loads
+ * (overlapping ones), never a variable-length copy, which is a call. */
+static inline uint32_t hash_name(const char *s, size_t n) {
+    uint64_t h = (uint64_t)n * 0x9e3779b97f4a7c15ull, w = 0;
+    const char *e = s + n;
+    if (n >= 8) {
+        for (; n > 8; s += 8, n -= 8) {
+            memcpy(&w, s, 8);
+            h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
+            h ^= h >> 31;
+        }
+        memcpy(&w, e - 8, 8);
+    } else if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, e - 4, 4);
+        w = a | (uint64_t)b << 32;
+    } else if (n) {
+        w = (uint8_t)s[0] | (uint64_t)(uint8_t)s[n >> 1] << 8 | (uint64_t)(uint8_t)e[-1] << 16;
     }
-    if (n) {
-        w = 0;
-        memcpy(&w, s, n);
-        h = (h ^ w) * 0x94d049bb133111ebull;
-        h ^= h >> 29;
-    }
+    h = (h ^ w) * 0x94d049bb133111ebull;
+    h ^= h >> 29;
     return (uint32_t)(h ^ (h >> 32));
 }
 
-static int32_t nametab_find(const nametab *t, const char *s, size_t n) {
+/* Names are short: compare them inline, a word at a time, rather than
+ * through a call to memcmp. */
+static inline int same_name(const char *a, const char *b, size_t n) {
+    for (; n >= 8; a += 8, b += 8, n -= 8) {
+        uint64_t x, y;
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        if (x != y) return 0;
+    }
+    for (; n; n--)
+        if (*a++ != *b++) return 0;
+    return 1;
+}
+
+/* It runs for the type and every key of every event a handler wants. */
+static inline int32_t nametab_find(const nametab *t, const char *s, size_t n) {
     if (!t->mask) return -1;
-    for (uint32_t i = hash_name(s, n) & t->mask;; i = (i + 1) & t->mask) {
+    uint32_t h = hash_name(s, n);
+    for (uint32_t i = h & t->mask;; i = (i + 1) & t->mask) {
         int32_t k = t->tab[i];
         if (k < 0) return -1;
-        if (t->len[k] == n && memcmp(t->name[k], s, n) == 0) return k;
+        if (t->hash[k] == h && t->len[k] == n && same_name(t->name[k], s, n)) return k;
     }
 }
 
@@ -57,11 +81,13 @@ static int nametab_seal(nametab *t) {
     if (!t->n) return EVL_OK;
     uint32_t size = 4;
     while (size < 2 * t->n) size *= 2;
-    if (!(t->tab = evl_malloc(size * sizeof *t->tab))) return EVL_ENOMEM;
+    if (!(t->tab = evl_malloc(size * sizeof *t->tab)) || !(t->hash = evl_malloc(t->n * sizeof *t->hash)))
+        return EVL_ENOMEM;
+    for (uint32_t k = 0; k < t->n; k++) t->hash[k] = hash_name(t->name[k], t->len[k]);
     for (uint32_t i = 0; i < size; i++) t->tab[i] = -1;
     t->mask = size - 1;
     for (uint32_t k = 0; k < t->n; k++) {
-        uint32_t i = hash_name(t->name[k], t->len[k]) & t->mask;
+        uint32_t i = t->hash[k] & t->mask;
         while (t->tab[i] >= 0) i = (i + 1) & t->mask;
         t->tab[i] = (int32_t)k;
     }
@@ -70,6 +96,7 @@ static int nametab_seal(nametab *t) {
 
 static void nametab_free(nametab *t) {
     evl_free(t->tab);
+    evl_free(t->hash);
     evl_free(t->name);
     evl_free(t->len);
     memset(t, 0, sizeof *t);
@@ -211,7 +238,10 @@ void evl__proj_index_map(const nametab *t, const uint8_t **val, const uint8_t *m
             val[s] = m.p;
             if (s < 64 && (found |= want & (1ull << s)) == want && want) return;
         }
-        if (skip_value(&m)) return;
+        /* the last value needs no skipping: nothing follows it (a GPU list
+         * ends a heartbeat, and a field the event lacks, such as `at`,
+         * keeps `want` from ever being complete) */
+        if (i + 1 == v.v.n || skip_value(&m)) return;
     }
 }
 

@@ -106,6 +106,7 @@ typedef struct nametab {
     int32_t *tab;
     const char **name;      /* per index, borrowed from the spec */
     uint32_t *len;
+    uint32_t *hash;         /* per index: its hash_name(), compared before the bytes */
     uint32_t n;
 } nametab;
 
