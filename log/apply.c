@@ -8,8 +8,10 @@
  * large, so LMDB writes each touched index page once for many events.
  *
  * A commit that fails for want of space (map full, ENOSPC) leaves the frames
- * queued and is retried once a second; meanwhile the writer refuses new
- * appends with EVL_EFULL.  Nothing acknowledged is lost: the frames are
+ * queued and is retried on a clock (EVL_APPLY_RETRY_NS), and at once when an
+ * append comes in: the writer refuses that append with EVL_EFULL only if
+ * the retry it asked for found no room either, so the first append after
+ * space is freed succeeds.  Nothing acknowledged is lost: the frames are
  * durable in the journal and a later open applies them.  Any other failure
  * makes the log read-only, as a failed commit always did.
  *
@@ -211,7 +213,7 @@ static void *applier_main(void *arg) {
         int none = log->opt.sync == EVL_SYNC_NONE;
         /* sleep while there is nothing to do; a stuck commit retries on its
          * own clock, or at once when the log closes (it then gives up) */
-        while (!log->a_stop && (!log->jb_apply || log->a_dead || (log->apply_err && evl__mono_ns() < retry_at))) {
+        while (!log->a_stop && (!log->jb_apply || log->a_dead || (log->apply_err && !log->a_kick && evl__mono_ns() < retry_at))) {
             int64_t until = log->apply_err ? retry_at : none && log->a_unflushed ? next_flush : 0;
             if (!until) {
                 pthread_cond_wait(&log->apply_cv, &log->mu);
@@ -229,6 +231,7 @@ static void *applier_main(void *arg) {
          * acknowledged before it still goes into LMDB */
         evl_jbatch *from = log->a_dead ? NULL : log->jb_apply;
         if (!from || (log->a_stop && log->apply_err)) break; /* closing: what is left stays in the journal */
+        log->a_kick = 0;
         pthread_mutex_unlock(&log->mu);
         uint64_t last = 0;
         int rc = apply_some(log, from, &last);
@@ -250,6 +253,7 @@ static void *applier_main(void *arg) {
             }
         } else if (rc == EVL_EFULL) {
             log->apply_err = rc;
+            log->a_tries++;
             retry_at = evl__mono_ns() + EVL_APPLY_RETRY_NS;
             pthread_cond_broadcast(&log->head_cv);
         } else {

@@ -133,6 +133,8 @@ struct evl_log {
     _Atomic uint64_t durable;  /* last acknowledged position; head trails it */
     pthread_cond_t apply_cv;  /* the applier sleeps here */
     int apply_err;            /* under mu: EVL_EFULL while the applier finds no room */
+    int a_kick;               /* under mu: the writer asks for a retry now */
+    uint64_t a_tries;         /* under mu: commit attempts that found no room */
     int a_stop;
     int a_dead;               /* under mu: the applier's commit or flush failed */
     pthread_t applier;

@@ -514,6 +514,15 @@ static void reclaim(evl_log *log) {
 /* Why the writer cannot take appends now, or 0. */
 static int refusal(evl_log *log) {
     pthread_mutex_lock(&log->mu);
+    if (log->apply_err && !log->ro_error && !log->a_dead && log->applier_started) {
+        /* the disk may have room again: ask the applier to try now rather
+         * than on its clock, and refuse only if that attempt failed too */
+        uint64_t tries = log->a_tries;
+        log->a_kick = 1;
+        pthread_cond_signal(&log->apply_cv);
+        while (log->apply_err && log->a_tries == tries && !log->ro_error && !log->a_dead && !log->a_stop)
+            pthread_cond_wait(&log->head_cv, &log->mu);
+    }
     int err = log->ro_error ? EVL_EREADONLY : log->apply_err;
     pthread_mutex_unlock(&log->mu);
     return err;
