@@ -85,6 +85,7 @@ static struct {
     int apply, lag;       /* which parts run */
     uint64_t seed;
     const char *tmpbase;
+    int no_readahead;     /* the engine's reader thread off (an A/B of it) */
 } opt;
 
 /* ------------------------------------------------------------ plumbing */
@@ -288,7 +289,7 @@ static void evlog_run(evl_log *log, const char *specdir, const evl_proj_spec *sp
     remove_db(path);
     const char *dirs[1] = {specdir};
     evl_proj_options po = {.dirs = dirs, .n_dirs = 1, .no_builtin = 1, .batch_events = batch,
-                           .report = on_report};
+                           .report = on_report, .no_readahead = opt.no_readahead};
     evl_proj_engine *eng = NULL;
     double c0 = cpu_now();
     uint64_t t0 = bench_now_ns();
@@ -945,6 +946,7 @@ static void usage(FILE *f)
             "                   built-in, fed every service) or core,all (default)\n"
             "  --only SYS       apply runs of evlog only or of the limit only (for profiling)\n"
             "  --no-lag, --no-apply  skip a part\n"
+            "  --no-readahead  apply in the projector's thread alone (no reader thread)\n"
             "  --seed N         generator seed (default 1)\n"
             "Data dirs are made with mkdtemp under $TMPDIR (or /tmp) and removed afterwards.\n");
 }
@@ -991,6 +993,7 @@ int main(int argc, char **argv)
         {"batch", required_argument, 0, 'b'},      {"projection", required_argument, 0, 'p'},
         {"rate", required_argument, 0, 'R'},       {"lag-seconds", required_argument, 0, 'L'},
         {"lag-set", required_argument, 0, 'c'},         {"only", required_argument, 0, 'o'},
+        {"no-readahead", no_argument, 0, 'H'},
         {"no-lag", no_argument, 0, 'N'},           {"no-apply", no_argument, 0, 'A'},
         {"seed", required_argument, 0, 'S'},       {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
@@ -1012,6 +1015,7 @@ int main(int argc, char **argv)
             }
             break;
         case 'q': opt.quick = 1; break;
+        case 'H': opt.no_readahead = 1; break;
         case 'r':
             rounds = atoi(optarg);
             if (rounds < 1 || rounds > MAX_ROUNDS) {

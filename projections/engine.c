@@ -13,7 +13,9 @@
  * spec is compiled into lookup tables once ("the plan"), maps and arrays are
  * written as JSON text without building a tree, nothing is allocated per
  * event, and events no handler wants are skipped through the log's type
- * index when they are most of the log ("reading the log"). */
+ * index when they are most of the log ("reading the log").  Long batches
+ * (a rebuild, a catch-up) have the reading, the handler lookups and the
+ * JSON text done by a reader thread ahead of the projector (source.c). */
 #include <dirent.h>
 #include <locale.h>
 #include <math.h>
@@ -38,22 +40,34 @@ void evl__proj_report(evl_proj_engine *e, const char *fmt, ...) {
 }
 
 /* Run every handler that matches; on failure fill err with "file:line: message". */
-static int apply_event(proj *p, const evl_event *ev, int *matched, char *err, size_t errlen) {
+static int apply_event(proj *p, const src_ev *se, int *matched, char *err, size_t errlen) {
     const evl_proj_spec *sp = p->spec;
+    const evl_event *ev = &se->ev;
     plan *pl = &p->plan;
-    ev_ctx c = {.ev = ev};
+    ev_ctx c = {.ev = ev, .dval = pl->dval, .mval = pl->mval};
     int data_done = 0, meta_done = 0;
     uint32_t nh;
-    const uint32_t *hl = evl__proj_handlers_for(pl, ev->type, ev->type_len, &nh);
-    *matched = nh > 0;
-    /* the slots this event's handlers bind, so the walk of its map can stop early */
+    const uint32_t *hl;
     uint64_t dwant = 0, mwant = 0;
-    for (uint32_t x = 0; x < nh; x++) {
-        dwant |= pl->dmask[hl[x]];
-        mwant |= pl->mmask[hl[x]];
+    if (se->prepared) { /* the reader thread did the lookups */
+        hl = se->hl;
+        nh = se->nh;
+        c.dval = se->dval;
+        c.mval = se->mval;
+        c.djson = se->djson;
+        c.djson_len = se->djson_len;
+        data_done = meta_done = 1;
+    } else {
+        hl = evl__proj_handlers_for(pl, ev->type, ev->type_len, &nh);
+        /* the slots this event's handlers bind, so the walk of its map can stop early */
+        for (uint32_t x = 0; x < nh; x++) {
+            dwant |= pl->dmask[hl[x]];
+            mwant |= pl->mmask[hl[x]];
+        }
+        if (pl->data.n > 64) dwant = 0;
+        if (pl->meta.n > 64) mwant = 0;
     }
-    if (pl->data.n > 64) dwant = 0;
-    if (pl->meta.n > 64) mwant = 0;
+    *matched = nh > 0;
     if (p->hist && nh) evl__proj_hist_begin(p->hist, ev->position);
     for (uint32_t x = 0; x < nh; x++) {
         uint32_t h = hl[x];
@@ -137,67 +151,7 @@ static void set_fault(proj *p, uint64_t pos, const char *type, const char *msg) 
  * handlers in the batches before (a moving average); the checkpoint means
  * the same either way: every position up to it has been considered. */
 
-#define TYPED_MAX_TYPES 32     /* at most this many iterators per batch */
 #define TYPED_MIN_SPAN 256     /* a batch this small is cheaper read sequentially */
-
-typedef struct source {
-    evl_iter *seq;
-    evl_iter *it[TYPED_MAX_TYPES];
-    evl_event ev[TYPED_MAX_TYPES]; /* each typed iterator's current event */
-    int live[TYPED_MAX_TYPES];
-    size_t n, last;             /* last: the iterator whose event was handed out */
-    int primed;
-    evl_event one;              /* the sequential iterator's current event */
-} source;
-
-static void source_close(source *s) {
-    evl_iter_close(s->seq);
-    for (size_t i = 0; i < s->n; i++) evl_iter_close(s->it[i]);
-    memset(s, 0, sizeof *s);
-}
-
-static int source_open(proj *p, int typed, uint64_t from, uint64_t until, source *s) {
-    evl_log *log = p->eng->log;
-    memset(s, 0, sizeof *s);
-    if (!typed) return evl_iter_open(log, &(evl_query){.from_position = from, .until_position = until}, &s->seq);
-    const nametab *t = &p->plan.types;
-    for (uint32_t k = 0; k < t->n; k++) { /* the names are the spec's NUL-terminated strings */
-        int rc = evl_iter_open(log, &(evl_query){.type = t->name[k], .from_position = from, .until_position = until},
-                               &s->it[s->n]);
-        if (rc) { source_close(s); return rc; }
-        s->n++;
-    }
-    return EVL_OK;
-}
-
-/* The next event in position order: EVL_OK, EVL_END or a read error. */
-static int source_next(source *s, const evl_event **ev) {
-    if (s->seq) {
-        int rc = evl_iter_next(s->seq, &s->one);
-        *ev = &s->one;
-        return rc;
-    }
-    if (!s->primed) {
-        for (size_t i = 0; i < s->n; i++) {
-            int rc = evl_iter_next(s->it[i], &s->ev[i]);
-            if (rc != EVL_OK && rc != EVL_END) return rc;
-            s->live[i] = rc == EVL_OK;
-        }
-        s->primed = 1;
-    } else {
-        /* only now may the event handed out last be replaced */
-        int rc = evl_iter_next(s->it[s->last], &s->ev[s->last]);
-        if (rc != EVL_OK && rc != EVL_END) return rc;
-        s->live[s->last] = rc == EVL_OK;
-    }
-    size_t best = s->n;
-    for (size_t i = 0; i < s->n; i++)
-        if (s->live[i] && (best == s->n || s->ev[i].position < s->ev[best].position)) best = i;
-    if (best == s->n) return EVL_END;
-    s->last = best;
-    *ev = &s->ev[best];
-    return EVL_OK;
-}
 
 /* Can this projection read typed at all?  Not with a wildcard, not with
  * too many types. */
@@ -261,8 +215,8 @@ static int out_of_space(proj *p) {
  * events before a failure: those must all be applied). */
 int evl__proj_apply_batch(proj *p, uint64_t until, int timed, uint64_t *new_cp, uint64_t *failed_at,
                           char fault_type[EVL_MAX_NAME + 1], char *err, size_t errlen, int *full) {
-    source src;
-    const evl_event *ev = NULL;
+    src src;
+    const src_ev *se = NULL;
     uint64_t cp = p->checkpoint, n = 0, applied = p->applied, start = cp;
     size_t max = p->eng->opt.batch_events;
     *failed_at = 0;
@@ -271,10 +225,10 @@ int evl__proj_apply_batch(proj *p, uint64_t until, int timed, uint64_t *new_cp, 
     int typed = head > cp && want_typed(p, head - cp);
     /* typed iterators must all stop at one head, and the checkpoint may pass
      * the events none of them returns: give them an explicit end */
-    int rc = source_open(p, typed, cp + 1, typed ? head : until, &src);
+    int rc = evl__proj_src_open(p, typed, cp + 1, typed ? head : until, head <= cp ? 0 : head - cp < max ? head - cp : max, &src);
     if (rc) { snprintf(err, errlen, "reading the log: %s", evl_strerror(rc)); *failed_at = cp + 1; return rc; }
     if (step_txn(p, p->st_begin, err, errlen) != SQLITE_OK) {
-        source_close(&src);
+        evl__proj_src_close(&src);
         *failed_at = cp + 1;
         return EVL_ESQL;
     }
@@ -283,7 +237,7 @@ int evl__proj_apply_batch(proj *p, uint64_t until, int timed, uint64_t *new_cp, 
     int64_t t0 = evl__mono_ns();
     uint64_t read = 0;
     while (n < max) {
-        rc = source_next(&src, &ev);
+        rc = evl__proj_src_next(&src, &se);
         if (rc == EVL_END) {
             rc = EVL_OK;
             if (typed) cp = head; /* every position up to the head has been considered */
@@ -295,9 +249,10 @@ int evl__proj_apply_batch(proj *p, uint64_t until, int timed, uint64_t *new_cp, 
             break;
         }
         int matched;
-        if (apply_event(p, ev, &matched, err, errlen) != SQLITE_OK) {
+        const evl_event *ev = &se->ev;
+        if (apply_event(p, se, &matched, err, errlen) != SQLITE_OK) {
             *failed_at = ev->position;
-            memcpy(fault_type, ev->type, ev->type_len); /* before the iterator's txn ends */
+            memcpy(fault_type, ev->type, ev->type_len); /* before the source is closed */
             fault_type[ev->type_len] = 0;
             rc = EVL_ESQL;
             break;
@@ -342,7 +297,7 @@ int evl__proj_apply_batch(proj *p, uint64_t until, int timed, uint64_t *new_cp, 
         p->applied = applied;
         *new_cp = cp;
     }
-    source_close(&src);
+    evl__proj_src_close(&src);
     return rc;
 }
 

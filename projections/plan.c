@@ -316,13 +316,17 @@ int evl__proj_bind_all(plan *pl, sqlite3_stmt *st, const spec_stmt *ss, const in
     for (size_t k = 0; k < ss->n_params && rc == SQLITE_OK; k++) {
         int i = (int)k + 1;
         switch (ss->params[k].kind) {
-        case P_DATA:
-            rc = pl->dval[slot[k]] ? bind_value(pl, st, i, k, pl->dval[slot[k]], ev->data + ev->data_len)
-                                   : sqlite3_bind_null(st, i);
+        case P_DATA: {
+            const uint8_t *v = c->dval[slot[k]];
+            if (!v) rc = sqlite3_bind_null(st, i);
+            else if (c->djson && c->djson[slot[k]])
+                rc = sqlite3_bind_text(st, i, c->djson[slot[k]], (int)c->djson_len[slot[k]], SQLITE_STATIC);
+            else rc = bind_value(pl, st, i, k, v, ev->data + ev->data_len);
             break;
+        }
         case P_META:
-            rc = pl->mval[slot[k]] ? bind_value(pl, st, i, k, pl->mval[slot[k]], ev->meta + ev->meta_len)
-                                   : sqlite3_bind_null(st, i);
+            rc = c->mval[slot[k]] ? bind_value(pl, st, i, k, c->mval[slot[k]], ev->meta + ev->meta_len)
+                                  : sqlite3_bind_null(st, i);
             break;
         case P_STREAM: rc = sqlite3_bind_text(st, i, ev->stream, (int)ev->stream_len, SQLITE_STATIC); break;
         case P_TYPE: rc = sqlite3_bind_text(st, i, ev->type, (int)ev->type_len, SQLITE_STATIC); break;

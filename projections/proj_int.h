@@ -3,6 +3,7 @@
 #define EVL_PROJ_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 
 #include "common/common_int.h"
@@ -249,6 +250,9 @@ static inline int evl__proj_mp_next(evl_mp *m, evl_mp_val *v) {
 /* plan.c */
 typedef struct ev_ctx {
     const evl_event *ev;
+    const uint8_t **dval, **mval; /* where each slot's value starts, or NULL */
+    const char **djson;           /* per data slot: its JSON text already written, or NULL (NULL: none) */
+    const uint32_t *djson_len;
     const char *time;
     int time_len;
     char id[37];
@@ -259,6 +263,51 @@ int evl__proj_plan_build(plan *pl, const evl_proj_spec *sp);
 void evl__proj_plan_free(plan *pl, const evl_proj_spec *sp);
 const uint32_t *evl__proj_handlers_for(const plan *pl, const char *type, size_t len, uint32_t *n);
 void evl__proj_index_map(const nametab *t, const uint8_t **val, const uint8_t *map, size_t len, uint64_t want);
+
+/* source.c: the events of a batch, read in the projector's thread or by a
+ * reader thread ahead of it (long batches). */
+#define TYPED_MAX_TYPES 32     /* at most this many typed iterators per batch */
+typedef struct ra_chunk ra_chunk;
+typedef struct src_ev {
+    evl_event ev;
+    /* prepared = 1: the reader thread found its handlers, where each bound
+     * field starts (dval, mval) and the JSON text of the maps and arrays
+     * (djson[slot], NULL when not written); the pointers are valid until
+     * the next evl__proj_src_next().  0: only ev is set. */
+    int prepared;
+    const uint32_t *hl;
+    uint32_t nh;
+    const uint8_t **dval, **mval;
+    const char **djson;
+    const uint32_t *djson_len;
+} src_ev;
+typedef struct src {
+    evl_iter *seq;              /* sequential, or ... */
+    evl_iter *it[TYPED_MAX_TYPES]; /* ... one iterator per handled type, merged by position */
+    evl_event ev[TYPED_MAX_TYPES]; /* each typed iterator's current event */
+    int live[TYPED_MAX_TYPES];
+    size_t n, last;             /* last: the iterator whose event was handed out */
+    int primed;
+    evl_event one;              /* the sequential iterator's current event */
+    src_ev cur_ev;
+    /* the reader thread, when ahead */
+    int ahead;
+    const plan *pl;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;          /* a chunk became ready or idle, or stop */
+    int stop;
+    _Atomic int stop_now;       /* stop also in the middle of a chunk */
+    ra_chunk *idle, *ready, *ready_last, *cur;
+    size_t i;                   /* the next event of cur */
+    const uint8_t **dval, **mval; /* the reader's scratch */
+    buf *js;
+    uint8_t *jok;
+} src;
+/* @p span: the positions the batch may cover, which decides the reader thread. */
+int evl__proj_src_open(proj *p, int typed, uint64_t from, uint64_t until, uint64_t span, src *s);
+int evl__proj_src_next(src *s, const src_ev **ev); /* EVL_OK, EVL_END or a read error */
+void evl__proj_src_close(src *s);
 
 /* engine.c: the applier, shared with the shadows of replay/ */
 __attribute__((format(printf, 2, 3))) void evl__proj_report(evl_proj_engine *e, const char *fmt, ...);

@@ -86,6 +86,8 @@ typedef struct evl_proj_options {
     size_t batch_events;      /**< events per SQLite transaction at most; default 10000 */
     evl_proj_report_fn report;
     void *report_arg;
+    int no_readahead;         /**< apply long batches in the projector's thread alone, without a
+                                   reader thread ahead of it (a machine with one CPU never has one) */
 } evl_proj_options;
 
 /** @brief Load the specs, open or create each projection's SQLite file, and
