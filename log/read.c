@@ -45,7 +45,12 @@ enum { F_TYPE, F_CAT, F_ACTOR, F_CORR, N_FILTERS };
  * never read that fall in the window (other tables) are dropped too;
  * whoever uses them faults them back.  The window is clamped to LMDB's
  * map: MADV_DONTNEED on anonymous memory next to it would zero it. */
-#define DROP_PAGES 512              /* 2 MiB of records read per batch */
+/* Batches of 8 MiB: each madvise costs a TLB flush on every CPU the
+ * process ran on, and at 2 MiB those were a fifth of a full scan's time
+ * (bench/rebuild --set none, 1M events: 1.6-1.9M events/s at 2 MiB,
+ * 2.1-2.3M at 8 MiB, 2.2-2.5M at 16 MiB, with RssFile peaks of ~50, ~70 and
+ * ~100 MB). */
+#define DROP_PAGES 2048             /* 8 MiB of records read per batch */
 #define DROP_ALIGN (2 * 1024 * 1024)
 
 typedef struct dropper {
