@@ -79,6 +79,17 @@ static void drop_flush(dropper *d) {
     d->pages = 0;
 }
 
+/* At close: the batch before, and the pages read since when they are many
+ * (a projector's typed iterators each read a few thousand scattered
+ * records per batch and are closed before their window fills).  A short
+ * read (an HTTP page of events) leaves its few pages: a madvise per request
+ * would cost more than they do. */
+#define DROP_CLOSE_PAGES 64
+static void drop_close(dropper *d) {
+    drop_range(d->plo, d->phi);
+    if (d->pages >= DROP_CLOSE_PAGES) drop_range(d->lo, d->hi);
+}
+
 /* The mapping that holds @p p, from /proc/self/maps (LMDB does not say
  * where its map is: mdb_env_info's address is only set with MDB_FIXEDMAP).
  * Asked once per iterator, at its first batch: short reads never pay. */
@@ -215,6 +226,7 @@ static char *dup_str(const char *s, size_t *len) {
 
 void evl_iter_close(evl_iter *it) {
     if (!it) return;
+    drop_close(&it->drop);
     if (it->cur) mdb_cursor_close(it->cur);
     if (it->rec) mdb_cursor_close(it->rec);
     if (it->txn) mdb_txn_abort(it->txn);

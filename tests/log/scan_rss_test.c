@@ -84,6 +84,21 @@ int main(void) {
     CHECK(n == (uint64_t)BATCH * BATCHES);
     printf("backwards: RssFile %ld -> at most %ld KiB\n", before, peak);
     if (before > 0) CHECK(peak - before < 32 * 1024);
+
+    /* as a projector reads: through the type index, in batches of 1000
+     * events, each by an iterator closed before its window fills */
+    peak = before = rss_file_kib();
+    n = 0;
+    for (uint64_t from = 1; from <= (uint64_t)BATCH * BATCHES; from += 1000) {
+        OK(evl_iter_open(log, &(evl_query){.type = "Filled", .from_position = from, .until_position = from + 999}, &it));
+        while (evl_iter_next(it, &ev) == EVL_OK) n++;
+        evl_iter_close(it);
+        long now = rss_file_kib();
+        if (now > peak) peak = now;
+    }
+    CHECK(n == (uint64_t)BATCH * BATCHES);
+    printf("typed, in batches: RssFile %ld -> at most %ld KiB\n", before, peak);
+    if (before > 0) CHECK(peak - before < 32 * 1024);
     evl_log_close(log);
     return 0;
 }
