@@ -45,12 +45,17 @@ enum { F_TYPE, F_CAT, F_ACTOR, F_CORR, N_FILTERS };
  * never read that fall in the window (other tables) are dropped too;
  * whoever uses them faults them back.  The window is clamped to LMDB's
  * map: MADV_DONTNEED on anonymous memory next to it would zero it. */
-/* Batches of 8 MiB: each madvise costs a TLB flush on every CPU the
- * process ran on, and at 2 MiB those were a fifth of a full scan's time
- * (bench/rebuild --set none, 1M events: 1.6-1.9M events/s at 2 MiB,
- * 2.1-2.3M at 8 MiB, 2.2-2.5M at 16 MiB, with RssFile peaks of ~50, ~70 and
- * ~100 MB). */
-#define DROP_PAGES 2048             /* 8 MiB of records read per batch */
+/* A walk of the whole events table drops batches of 8 MiB: each madvise
+ * costs a TLB flush on every CPU the process ran on, and at 2 MiB those
+ * were a fifth of a full scan's time (bench/rebuild --set none, 1M events:
+ * 1.6-1.9M events/s at 2 MiB, 2.1-2.3M at 8 MiB, 2.2-2.5M at 16 MiB, with
+ * RssFile peaks of ~50, ~70 and ~100 MB).  An index-fed walk (a projector's
+ * typed reading) keeps 2 MiB: its records are sparse, so the pages the
+ * kernel maps around them fill an address range several times as wide as
+ * what was read (8 MiB there took the core projections' rebuild from ~150
+ * to ~290 MB of RssFile at 3M events). */
+#define DROP_PAGES_SEQ 2048
+#define DROP_PAGES 512
 #define DROP_ALIGN (2 * 1024 * 1024)
 
 typedef struct dropper {
@@ -59,6 +64,7 @@ typedef struct dropper {
     uintptr_t plo, phi;             /* the batch before, not yet dropped */
     uintptr_t last;                 /* the page noted last */
     size_t pages;                   /* pages read since the last batch */
+    size_t batch;                   /* pages per batch: DROP_PAGES_SEQ or DROP_PAGES */
 } dropper;
 
 static void drop_range(uintptr_t lo, uintptr_t hi) {
@@ -125,7 +131,7 @@ static void drop_note(dropper *d, const void *p, size_t len, size_t pg) {
         if (a < d->lo) d->lo = a;
         if (end > d->hi) d->hi = end;
     }
-    if (d->pages < DROP_PAGES) return;
+    if (d->pages < (d->batch ? d->batch : DROP_PAGES)) return;
     if (!d->map_hi && !map_around(a, &d->map_lo, &d->map_hi)) d->map_lo = d->map_hi = 1;
     /* without the map's bounds, the window itself (pages read) is all that is known to be the map's */
     uintptr_t lo = d->lo & ~(uintptr_t)(DROP_ALIGN - 1);
@@ -169,6 +175,7 @@ struct evl_iter {
     size_t stream_len;
     filter f[N_FILTERS];
     dropper drop;
+    dropper idrop;              /* the index's pages, for a stream or an index source */
 };
 
 uint64_t evl__head_from_txn(evl_log *log, MDB_txn *txn) {
@@ -227,6 +234,7 @@ static char *dup_str(const char *s, size_t *len) {
 void evl_iter_close(evl_iter *it) {
     if (!it) return;
     drop_close(&it->drop);
+    drop_close(&it->idrop);
     if (it->cur) mdb_cursor_close(it->cur);
     if (it->rec) mdb_cursor_close(it->rec);
     if (it->txn) mdb_txn_abort(it->txn);
@@ -291,6 +299,7 @@ static int choose_source(evl_iter *it) {
         return it->cur ? EVL_OK : evl__lmdb_err(mdb_cursor_open(it->txn, filter_dbi(it->log, it->by), &it->cur));
     }
     it->src = SRC_ALL;
+    it->drop.batch = DROP_PAGES_SEQ;
     return evl__lmdb_err(mdb_cursor_open(it->txn, it->log->db_events, &it->cur));
 }
 
@@ -414,12 +423,15 @@ static int src_next(evl_iter *it, uint64_t *pos, MDB_val *rec) {
     case SRC_STREAM:
         rc = mdb_cursor_get(it->cur, &k, &v, it->backward ? MDB_PREV_DUP : MDB_NEXT_DUP);
         if (rc == 0) *pos = evl__get_be64((uint8_t *)v.mv_data + 8);
-        return rc;
+        break;
     default:
         rc = mdb_cursor_get(it->cur, &k, &v, it->backward ? MDB_PREV_DUP : MDB_NEXT_DUP);
         if (rc == 0) *pos = evl__get_be64(v.mv_data);
-        return rc;
+        break;
     }
+    /* a long walk of an index maps its pages as the events' do */
+    if (rc == 0) drop_note(&it->idrop, v.mv_data, v.mv_size, it->log->os_page);
+    return rc;
 }
 
 /* Is meta[evl__meta_keys[i]] the string @p want? */
