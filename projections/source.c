@@ -99,6 +99,7 @@ static int put(src *s, ra_chunk *c, const evl_event *ev) {
     out->ev.position = ev->position;
     out->hl = evl__proj_handlers_for(pl, ev->type, ev->type_len, &out->nh);
     if (!out->nh) { /* no handler wants it: its position is all that counts */
+        out->prepared = 1;
         c->n++;
         return 0;
     }
