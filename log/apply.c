@@ -22,35 +22,58 @@
 
 #include "log/log_int.h"
 
+/* One cursor per table for a whole transaction.  mdb_put opens a cursor
+ * and searches from the root for every entry; a kept cursor that sits on
+ * the page the next key goes to skips that search (mdb_cursor_set checks
+ * the current page first), which is the common case: ids from the writer
+ * are UUIDv7 (ascending), and a group's events share streams and types. */
+typedef struct cursors {
+    MDB_cursor *ev, *st, *ids, *ty, *ca, *meta[EVL_META_KEYS];
+} cursors;
+
+/* A position only grows, so under any key of a DUPSORT index the new entry
+ * is the last: MDB_APPENDDUP walks down the rightmost edge of the key's
+ * sub-tree instead of searching it (it fails with MDB_KEYEXIST if it is
+ * not the last, which would mean a corrupt log). */
+static int put_dup(MDB_cursor *c, const void *key, size_t klen, const uint8_t *val, size_t vlen) {
+    MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+    int mrc = mdb_cursor_put(c, &k, &v, MDB_APPENDDUP);
+    return mrc == MDB_KEYEXIST ? EVL_ECORRUPT : mrc ? evl__lmdb_err(mrc) : EVL_OK;
+}
+
 /* Put one record and its index entries. */
-static int put_record(evl_log *log, MDB_txn *txn, MDB_cursor *ce, MDB_cursor *cs,
-                      const uint8_t *rec, size_t len) {
+static int put_record(evl_log *log, cursors *c, const uint8_t *rec, size_t len) {
     evl_event ev;
     int mrc, rc = evl_log_decode(rec, len, &ev);
     if (rc) return EVL_ECORRUPT;
     uint8_t pkey[8], sent[16];
     evl__put_be64(pkey, ev.position);
     MDB_val k = {8, pkey}, v = {len, (void *)rec}, pv = {8, pkey};
-    if ((mrc = mdb_cursor_put(ce, &k, &v, MDB_APPEND))) return evl__lmdb_err(mrc);
+    if ((mrc = mdb_cursor_put(c->ev, &k, &v, MDB_APPEND))) return evl__lmdb_err(mrc);
     evl__stream_entry(sent, ev.revision, ev.position);
-    MDB_val sk = {ev.stream_len, (void *)ev.stream}, sv = {16, sent};
-    if ((mrc = mdb_cursor_put(cs, &sk, &sv, 0))) return evl__lmdb_err(mrc);
+    if ((rc = put_dup(c->st, ev.stream, ev.stream_len, sent, 16))) return rc;
     MDB_val ik = {16, ev.id};
-    if ((mrc = mdb_put(txn, log->db_ids, &ik, &pv, MDB_NOOVERWRITE)))
+    if ((mrc = mdb_cursor_put(c->ids, &ik, &pv, MDB_NOOVERWRITE)))
         return mrc == MDB_KEYEXIST ? EVL_ECORRUPT : evl__lmdb_err(mrc);
-    MDB_val tk = {ev.type_len, (void *)ev.type};
-    if ((mrc = mdb_put(txn, log->db_types, &tk, &pv, 0))) return evl__lmdb_err(mrc);
-    MDB_val ck = {evl_stream_category(ev.stream, ev.stream_len), (void *)ev.stream};
-    if ((mrc = mdb_put(txn, log->db_cats, &ck, &pv, 0))) return evl__lmdb_err(mrc);
-    return evl__meta_index_put(log, txn, ev.meta, ev.meta_len, pkey);
+    if ((rc = put_dup(c->ty, ev.type, ev.type_len, pkey, 8)) ||
+        (rc = put_dup(c->ca, ev.stream, evl_stream_category(ev.stream, ev.stream_len), pkey, 8)))
+        return rc;
+    for (size_t i = 0; i < EVL_META_KEYS; i++) {
+        const char *s;
+        size_t n;
+        if (evl__meta_indexed(ev.meta, ev.meta_len, evl__meta_keys[i].key, evl__meta_keys[i].len, &s, &n) &&
+            (rc = put_dup(c->meta[i], s, n, pkey, 8)))
+            return rc;
+    }
+    (void)log;
+    return EVL_OK;
 }
 
 /* Put the records of a frame payload with positions after @p head; the
  * frame's first applied position is indexed under its time when that time
  * is later than any indexed before (*last_time). */
-static int put_frame(evl_log *log, MDB_txn *txn, MDB_cursor *ce, MDB_cursor *cs,
-                     const uint8_t *p, size_t len, uint64_t first, uint64_t head,
-                     int64_t *last_time) {
+static int put_frame(evl_log *log, MDB_txn *txn, cursors *c, const uint8_t *p, size_t len,
+                     uint64_t first, uint64_t head, int64_t *last_time) {
     const uint8_t *end = p + len;
     uint64_t pos = first;
     int indexed = 0;
@@ -74,7 +97,7 @@ static int put_frame(evl_log *log, MDB_txn *txn, MDB_cursor *ce, MDB_cursor *cs,
                 }
                 indexed = 1;
             }
-            int rc = put_record(log, txn, ce, cs, p, n);
+            int rc = put_record(log, c, p, n);
             if (rc) return rc;
         }
         p += n;
@@ -83,11 +106,20 @@ static int put_frame(evl_log *log, MDB_txn *txn, MDB_cursor *ce, MDB_cursor *cs,
     return EVL_OK;
 }
 
-static int begin(evl_log *log, MDB_txn **txn, MDB_cursor **ce, MDB_cursor **cs) {
+/* A transaction and its cursors (closed by the commit or the abort: LMDB
+ * frees a write transaction's cursors with it). */
+static int begin(evl_log *log, MDB_txn **txn, cursors *c) {
     int rc = mdb_txn_begin(log->env, NULL, 0, txn);
     if (rc) return evl__lmdb_err(rc);
-    if ((rc = mdb_cursor_open(*txn, log->db_events, ce)) ||
-        (rc = mdb_cursor_open(*txn, log->db_streams, cs))) {
+    memset(c, 0, sizeof *c);
+    MDB_dbi dbi[5 + EVL_META_KEYS] = {log->db_events, log->db_streams, log->db_ids, log->db_types, log->db_cats};
+    MDB_cursor **out[5 + EVL_META_KEYS] = {&c->ev, &c->st, &c->ids, &c->ty, &c->ca};
+    for (size_t i = 0; i < EVL_META_KEYS; i++) {
+        dbi[5 + i] = evl__meta_dbi(log, i);
+        out[5 + i] = &c->meta[i];
+    }
+    for (size_t i = 0; i < 5 + EVL_META_KEYS && !rc; i++) rc = mdb_cursor_open(*txn, dbi[i], out[i]);
+    if (rc) {
         mdb_txn_abort(*txn);
         return evl__lmdb_err(rc);
     }
@@ -122,7 +154,7 @@ int evl__jnl_recover(evl_log *log) {
     if (rc == EVL_ENOTFOUND) return EVL_OK;
     if (rc) return rc;
     MDB_txn *txn = NULL;
-    MDB_cursor *ce = NULL, *cs = NULL;
+    cursors c;
     uint64_t head = atomic_load(&log->head), applied = head;
     int64_t last_time = log->last_indexed_time;
     while (rc == EVL_OK && evl__jnl_scan_next(&s)) {
@@ -131,8 +163,8 @@ int evl__jnl_recover(evl_log *log) {
         /* a run that does not join LMDB's head (storage lost more of the
          * log than of the journal, possible only in EVL_SYNC_NONE) */
         if (s.first > applied + 1) break;
-        if (!txn && (rc = begin(log, &txn, &ce, &cs))) break;
-        rc = put_frame(log, txn, ce, cs, s.payload, s.payload_len, s.first, applied, &last_time);
+        if (!txn && (rc = begin(log, &txn, &c))) break;
+        rc = put_frame(log, txn, &c, s.payload, s.payload_len, s.first, applied, &last_time);
         if (rc == EVL_OK) applied = last;
     }
     evl__jnl_scan_close(&s);
@@ -157,14 +189,13 @@ int evl__jnl_recover(evl_log *log) {
  * Returns EVL_OK with *last set, or the error; nothing is published here. */
 static int apply_some(evl_log *log, evl_jbatch *from, uint64_t *last) {
     MDB_txn *txn;
-    MDB_cursor *ce, *cs;
-    int rc = begin(log, &txn, &ce, &cs);
+    cursors c;
+    int rc = begin(log, &txn, &c);
     if (rc) return rc;
     uint64_t head = atomic_load(&log->head), events = 0;
     int64_t last_time = log->a_last_time;
     for (evl_jbatch *b = from; b && rc == EVL_OK; ) {
-        rc = put_frame(log, txn, ce, cs, b->buf + EVL_JNL_HDR, b->len - EVL_JNL_HDR, b->first, head,
-                       &last_time);
+        rc = put_frame(log, txn, &c, b->buf + EVL_JNL_HDR, b->len - EVL_JNL_HDR, b->first, head, &last_time);
         *last = b->last;
         events += b->n;
         pthread_mutex_lock(&log->mu);
