@@ -339,7 +339,8 @@ static uint64_t fnv(const char *s, uint32_t n) {
     return h;
 }
 
-int evl_mp_unique_keys(const void *buf, size_t len, size_t *bad_offset) {
+/* Any keys: each map gathers its keys by skipping (depth x size). */
+static int unique_general(const void *buf, size_t len, size_t *bad_offset) {
     evl_mp m = {buf, (const uint8_t *)buf + len};
     mkey *keys = NULL;
     size_t cap = 0;
@@ -378,4 +379,76 @@ int evl_mp_unique_keys(const void *buf, size_t len, size_t *bad_offset) {
     }
     evl_free(keys);
     return rc;
+}
+
+/* Is there a duplicate among n keys?  A few are compared pairwise; more are
+ * sorted by hash (keys[] is the caller's scratch, reordered). */
+static int has_dup(mkey *keys, size_t n) {
+    if (n <= 8) {
+        for (size_t i = 1; i < n; i++)
+            for (size_t j = 0; j < i; j++)
+                if (keys[i].n == keys[j].n && !memcmp(keys[i].p, keys[j].p, keys[i].n)) return 1;
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) keys[i].h = fnv(keys[i].p, keys[i].n);
+    qsort(keys, n, sizeof *keys, mkey_cmp);
+    for (size_t i = 1; i < n; i++)
+        if (!mkey_cmp(&keys[i - 1], &keys[i])) return 1;
+    return 0;
+}
+
+typedef struct ulevel {
+    uint64_t left;      /* as in scan() */
+    size_t first;       /* this map's first key in keys[] */
+    const uint8_t *at;  /* its header */
+    int is_map;
+} ulevel;
+
+/* String keys only (what an evlog body has): one walk like scan()'s, each
+ * open map's keys stacked in keys[] and checked when the map closes.  Keys
+ * of another kind, or nesting past the stack, go to unique_general(). */
+int evl_mp_unique_keys(const void *buf, size_t len, size_t *bad_offset) {
+    evl_mp m = {buf, (const uint8_t *)buf + len};
+    ulevel st[64];
+    mkey *keys = NULL;
+    size_t nk = 0, cap = 0;
+    int rc = EVL_OK, general = 0;
+    while (m.p < m.end && rc == EVL_OK && !general) {
+        int depth = 0;
+        do {
+            ulevel *top = depth > 0 ? &st[depth - 1] : NULL;
+            const uint8_t *tok = m.p;
+            evl_mp_val v;
+            if (read_value(&m, &v)) { rc = EVL_EMSGPACK; break; }
+            if (top && top->is_map && top->left % 2 == 0) {
+                if (v.kind != EVL_MP_STR) { general = 1; break; }
+                if (nk == cap) {
+                    size_t nc = cap ? cap * 2 : 64;
+                    mkey *g = evl_realloc(keys, nc * sizeof *g);
+                    if (!g) { rc = EVL_ENOMEM; break; }
+                    keys = g;
+                    cap = nc;
+                }
+                keys[nk++] = (mkey){0, (const char *)tok, (uint32_t)(m.p - tok)};
+            }
+            if (top) top->left--;
+            if ((v.kind == EVL_MP_ARRAY || v.kind == EVL_MP_MAP) && v.v.n > 0) {
+                if (depth >= 64) { general = 1; break; }
+                int is_map = v.kind == EVL_MP_MAP;
+                st[depth++] = (ulevel){is_map ? (uint64_t)v.v.n * 2 : v.v.n, nk, tok, is_map};
+            }
+            while (depth > 0 && st[depth - 1].left == 0) {
+                ulevel *l = &st[--depth];
+                if (!l->is_map) continue;
+                if (has_dup(keys + l->first, nk - l->first)) {
+                    rc = EVL_EMSGPACK;
+                    if (bad_offset) *bad_offset = (size_t)(l->at - (const uint8_t *)buf);
+                    break;
+                }
+                nk = l->first;
+            }
+        } while (depth > 0 && rc == EVL_OK);
+    }
+    evl_free(keys);
+    return general ? unique_general(buf, len, bad_offset) : rc;
 }

@@ -5,7 +5,7 @@
  * usage: evlog-compare --evlogd PATH [--pg CONNINFO] [--nats URL [--nats-fsync]]
  *          [--quick] [--rounds N] [--seconds S] [--workloads 1,2,3,4,6]
  *          [--replay-events N] [--materialize-events N] [--json FILE] [--chart FILE]
- *          [--embedded-only]
+ *          [--embedded-only] [--cases ID,...]  (e.g. w1-net-64: run only those)
  * Systems whose server is not given (or whose client library was not found
  * at build time) are left out, and the table says so. */
 #include <getopt.h>
@@ -84,6 +84,20 @@ static void progress(const cmp_case *c, int s, int k)
     fprintf(stderr, "  %-12s round %d %-18s %12.0f ev/s  p50 %8.3f ms  p99 %8.3f ms%s%s\n", c->id,
             k + 1, c->sys[s]->name, r->ev_s, r->p50_ms, r->p99_ms, r->valid ? "" : "  INVALID: ",
             r->valid ? "" : r->err);
+}
+
+/* Is id one of the comma-separated names in list? */
+static int listed(const char *list, const char *id)
+{
+    size_t n = strlen(id);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && strncmp(p, id, n) == 0)
+            return 1;
+        p += len + (e != NULL);
+    }
+    return 0;
 }
 
 static volatile sig_atomic_t interrupted;
@@ -170,7 +184,7 @@ static const char *usage_text =
     "usage: evlog-compare --evlogd PATH [--pg CONNINFO] [--nats URL [--nats-fsync]]\n"
     "         [--quick] [--rounds N] [--seconds S] [--workloads 1,2,3,4,5,6]\n"
     "         [--replay-events N] [--materialize-events N] [--json FILE] [--chart FILE]\n"
-    "         [--embedded-only]\n";
+    "         [--embedded-only] [--cases ID,...]\n";
 
 int main(int argc, char **argv)
 {
@@ -181,10 +195,10 @@ int main(int argc, char **argv)
         {"seconds", required_argument, 0, 's'},  {"workloads", required_argument, 0, 'w'},
         {"replay-events", required_argument, 0, 'R'}, {"json", required_argument, 0, 'j'},
         {"chart", required_argument, 0, 'c'},    {"embedded-only", no_argument, 0, 'E'},
-        {"materialize-events", required_argument, 0, 'M'},
+        {"materialize-events", required_argument, 0, 'M'}, {"cases", required_argument, 0, 'C'},
         {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
     cmp_env env = {0};
-    const char *json = NULL, *chart = NULL, *wl = "1,2,3,4,5,6";
+    const char *json = NULL, *chart = NULL, *wl = "1,2,3,4,5,6", *only = NULL;
     int rounds = 0, embedded_only = 0;
     double seconds = 0;
     uint64_t replay_n = 0, mat_n = 0;
@@ -204,6 +218,7 @@ int main(int argc, char **argv)
         case 'j': json = optarg; break;
         case 'c': chart = optarg; break;
         case 'E': embedded_only = 1; break;
+        case 'C': only = optarg; break;
         case 'h': fputs(usage_text, stdout); return 0;
         default: fputs(usage_text, stderr); return 2;
         }
@@ -292,6 +307,13 @@ int main(int argc, char **argv)
         c->events = env.quick ? 100 : 300;
     }
 
+    if (only) { /* keep the listed cases only (to profile one of them) */
+        int k = 0;
+        for (int i = 0; i < n_cases; i++)
+            if (listed(only, cases[i].id))
+                cases[k++] = cases[i];
+        n_cases = k;
+    }
     fprintf(stderr, "evlog-compare: %d configurations, %d round%s, %.1f s per append run, temp dirs under %s\n",
             n_cases, env.rounds, env.rounds > 1 ? "s" : "", env.seconds, env.tmp);
     uint64_t t0 = bench_now_ns();

@@ -106,6 +106,28 @@ int main(void) {
     }
     OK(evl_mp_unique_keys(B(0x82, 0x01, 0xc0, 0xa1, '1', 0xc0), NULL));
     OK(evl_mp_unique_keys(B(0x92, 0x81, 0xa1, 'a', 0x01, 0x81, 0xa1, 'a', 0x01), NULL)); /* two maps */
+    /* the same key in a sibling map, and in the parent, is no duplicate */
+    OK(evl_mp_unique_keys(B(0x82, 0xa1, 'a', 0x81, 0xa1, 'a', 0x01, 0xa1, 'b', 0x81, 0xa1, 'a', 0x02), NULL));
+    /* a duplicate after a nested map closed: the outer map's keys survive it */
+    CHECK_RC(evl_mp_unique_keys(B(0x83, 0xa1, 'a', 0x81, 0xa1, 'b', 0x01, 0xa1, 'c', 0x01, 0xa1, 'a', 0x02), NULL),
+             EVL_EMSGPACK);
+    /* maps past the pairwise size (hash and sort), with and without a
+     * duplicate, and a mixed-kind map (the general path) */
+    for (int dup = 0; dup < 2; dup++) {
+        uint8_t big[1 + 20 * 3];
+        size_t n = 0;
+        big[n++] = 0x80 | 15;
+        for (int i = 0; i < 15; i++) {
+            big[n++] = 0xa1;
+            big[n++] = (uint8_t)('a' + (dup && i == 14 ? 3 : i));
+            big[n++] = (uint8_t)i;
+        }
+        size_t off = 99;
+        CHECK_RC(evl_mp_unique_keys(big, n, &off), dup ? EVL_EMSGPACK : EVL_OK);
+        if (dup) CHECK(off == 0);
+    }
+    CHECK_RC(evl_mp_unique_keys(B(0x83, 0xa1, 'a', 0x01, 0x01, 0xc0, 0xa1, 'a', 0xc0), NULL), EVL_EMSGPACK);
+    OK(evl_mp_unique_keys(B(0x83, 0xa1, 'a', 0x01, 0x01, 0xc0, 0xa1, 'b', 0xc0), NULL));
     /* names */
     OK(evl_name_check("job-1", 5));
     OK(evl_name_check("caf\xc3\xa9", 5));
