@@ -17,6 +17,7 @@ void evl_log_options_init(evl_log_options *opt) {
     opt->max_readers = 1024;
     opt->max_group_events = 8192;
     opt->journal_lap = EVL_DEFAULT_JOURNAL_LAP;
+    opt->applier_nice = 10;
 }
 
 static int mkdir_p(const char *path) {

@@ -26,6 +26,7 @@ static const key keys[] = {
     {"sync", K_SYNC, O(log.sync), "full|none durability of appends (full)"},
     {"token-file", K_STR, O(srv.token_file), "FILE bearer tokens: `SECRET ROLE [NAME]` or `sha256:HEX ROLE [NAME]`"},
     {"map-size", K_SIZE, O(log.map_size), "BYTES LMDB map size (256G)"},
+    {"applier-nice", K_U32, O(log.applier_nice), "N run the thread that fills LMDB this much nicer (10; 0: no)"},
     {"threads", K_U32, O(srv.threads), "N HTTP worker threads (CPUs, at most 16)"},
     {"pool-threads", K_U32, O(srv.pool_threads), "N most threads for queries and waits (16)"},
     {"max-body", K_SIZE, O(srv.max_body), "BYTES request body limit (16M)"},

@@ -77,9 +77,13 @@ typedef struct evl_log_options {
     uint64_t map_size;        /**< LMDB map size in bytes; default 256 GiB (sparse) */
     size_t max_event_size;    /**< encoded event limit; default 1 MiB */
     unsigned max_readers;     /**< LMDB reader slots; default 1024 */
-    size_t max_group_events;  /**< events per group commit at most; default 16384 */
+    size_t max_group_events;  /**< events per group commit at most; default 8192 */
     size_t journal_lap;       /**< the journal file is reused from its start once it is
                                    this long and LMDB holds all of it; default 4 MiB */
+    unsigned applier_nice;    /**< the applier thread (which puts acknowledged groups
+                                   into LMDB) runs this much nicer than its opener, at
+                                   most 19, so that on busy CPUs acknowledgements come
+                                   first; 0: the same priority; default 10 */
     int read_only;            /**< open without the writer (no lock, no appends) */
 } evl_log_options;
 
