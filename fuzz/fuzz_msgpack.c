@@ -1,12 +1,20 @@
 /* Fuzz the msgpack request parser: the pre-scan (evl_mp_check) and the
  * decode of append bodies sent as application/msgpack (server/batch.c),
- * single-stream and multi-stream, then the stored values as JSON. */
+ * single-stream and multi-stream, then the stored values as JSON.  The
+ * one-walk check (evl_mp_check_unique) must accept exactly what the pre-scan
+ * and evl_mp_unique_keys accept together. */
 #include <jansson.h>
+#include <stdlib.h>
 
 #include "server/batch.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t off;
+    /* the one-walk check agrees with the two it replaces */
+    int dup, one = evl_mp_check_unique(data, size, EVL_MAX_DEPTH, &off, &dup);
+    int two = evl_mp_check(data, size, EVL_MAX_DEPTH, EVL_MP_STRING_KEYS, &off);
+    if (two == EVL_OK) two = evl_mp_unique_keys(data, size, &off);
+    if (one != EVL_ENOMEM && two != EVL_ENOMEM && (one == EVL_OK) != (two == EVL_OK)) abort();
     if (evl_mp_check(data, size, EVL_MAX_DEPTH, 0, &off) == EVL_OK) {
         evl_mp_unique_keys(data, size, &off);
         json_t *j = NULL;

@@ -197,6 +197,42 @@ int evl_utf8_valid(const char *str, size_t len) {
     return 1;
 }
 
+/* Duplicate keys: each map's keys are gathered (pointer, length, hash),
+ * sorted by hash, and equal neighbours compared.  Every value is read once
+ * by the walk and once more for each enclosing map's key gathering, so the
+ * cost is bounded by depth x size, and the one scratch array by the
+ * largest map (which the pre-scan has bounded by the input). */
+typedef struct mkey { uint64_t h; const char *p; uint32_t n; } mkey;
+
+static int mkey_cmp(const void *a, const void *b) {
+    const mkey *x = a, *y = b;
+    if (x->h != y->h) return x->h < y->h ? -1 : 1;
+    if (x->n != y->n) return x->n < y->n ? -1 : 1;
+    return memcmp(x->p, y->p, x->n);
+}
+
+static uint64_t fnv(const char *s, uint32_t n) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (uint32_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+/* Is there a duplicate among n keys?  A few are compared pairwise; more are
+ * sorted by hash (keys[] is the caller's scratch, reordered). */
+static int has_dup(mkey *keys, size_t n) {
+    if (n <= 8) {
+        for (size_t i = 1; i < n; i++)
+            for (size_t j = 0; j < i; j++)
+                if (keys[i].n == keys[j].n && !memcmp(keys[i].p, keys[j].p, keys[i].n)) return 1;
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) keys[i].h = fnv(keys[i].p, keys[i].n);
+    qsort(keys, n, sizeof *keys, mkey_cmp);
+    for (size_t i = 1; i < n; i++)
+        if (!mkey_cmp(&keys[i - 1], &keys[i])) return 1;
+    return 0;
+}
+
 /* The stack holds, per open container, how many elements are still to come;
  * for maps it counts keys and values separately so an even count means "a
  * key is next". */
@@ -204,47 +240,91 @@ int evl_utf8_valid(const char *str, size_t len) {
  * does; skipping over a value already accepted (a stored record, whose CRC
  * guards it) need not pay for it again. */
 #define SCAN_UTF8 0x100
+#define SCAN_DUP (-1) /* scan()'s answer for a duplicate key: no EVL_ code */
 
 typedef struct scan_level {
     uint64_t left;
     int is_map;
+    size_t first;       /* EVL_MP_UNIQUE_KEYS: this map's first key in keys[] */
+    const uint8_t *at;  /* ... and its header */
 } scan_level;
 
-static int scan(evl_mp *m, int max_depth, int flags, int *depth_hit) {
+/* EVL_MP_UNIQUE_KEYS: the keys of the open maps, stacked; each map's are
+ * checked when it closes.  Grown on demand (a body's maps are small). */
+typedef struct key_stack {
+    mkey *k;
+    size_t n, cap;
+} key_stack;
+
+static int scan(evl_mp *m, int max_depth, int flags, int *depth_hit, key_stack *ks) {
     scan_level st[64];
     int depth = 0;
     if (max_depth > 63) max_depth = 63;
     *depth_hit = 0;
     do {
         int want_key = depth > 0 && st[depth - 1].is_map && (st[depth - 1].left % 2) == 0;
+        const uint8_t *tok = m->p;
         evl_mp_val v;
         int rc = read_value(m, &v);
         if (rc) return rc;
         if (want_key && (flags & EVL_MP_STRING_KEYS) && v.kind != EVL_MP_STR) return EVL_EMSGPACK;
         if (v.kind == EVL_MP_STR && (flags & SCAN_UTF8) && !evl_utf8_valid(v.v.s.ptr, v.v.s.len))
             return EVL_EUTF8;
+        if (want_key && ks) {
+            if (ks->n == ks->cap) {
+                size_t nc = ks->cap ? ks->cap * 2 : 64;
+                mkey *g = evl_realloc(ks->k, nc * sizeof *g);
+                if (!g) return EVL_ENOMEM;
+                ks->k = g;
+                ks->cap = nc;
+            }
+            ks->k[ks->n++] = (mkey){0, (const char *)tok, (uint32_t)(m->p - tok)};
+        }
         if (depth > 0) st[depth - 1].left--;
         if ((v.kind == EVL_MP_ARRAY || v.kind == EVL_MP_MAP) && v.v.n > 0) {
             if (depth >= max_depth) { *depth_hit = 1; return EVL_EDEPTH; }
             st[depth].is_map = v.kind == EVL_MP_MAP;
             st[depth].left = st[depth].is_map ? (uint64_t)v.v.n * 2 : v.v.n;
+            st[depth].first = ks ? ks->n : 0;
+            st[depth].at = tok;
             depth++;
         } else if (v.kind == EVL_MP_ARRAY || v.kind == EVL_MP_MAP) {
             /* an empty container still counts as a level of nesting */
             if (depth >= max_depth) { *depth_hit = 1; return EVL_EDEPTH; }
         }
-        while (depth > 0 && st[depth - 1].left == 0) depth--;
+        while (depth > 0 && st[depth - 1].left == 0) {
+            scan_level *l = &st[--depth];
+            if (!ks || !l->is_map) continue;
+            if (has_dup(ks->k + l->first, ks->n - l->first)) {
+                m->p = l->at;
+                return SCAN_DUP;
+            }
+            ks->n = l->first;
+        }
     } while (depth > 0);
     return EVL_OK;
 }
 
-int evl_mp_check(const void *buf, size_t len, int max_depth, int flags, size_t *bad_offset) {
+static int check(const void *buf, size_t len, int max_depth, int flags, size_t *bad_offset,
+                 key_stack *ks) {
     evl_mp m = {buf, (const uint8_t *)buf + len};
     int hit;
-    int rc = scan(&m, max_depth, flags | SCAN_UTF8, &hit);
+    int rc = scan(&m, max_depth, flags | SCAN_UTF8, &hit, ks);
     if (rc == EVL_OK && m.p != m.end) rc = EVL_EMSGPACK; /* trailing bytes */
     if (rc && bad_offset) *bad_offset = (size_t)(m.p - (const uint8_t *)buf);
     return rc;
+}
+
+int evl_mp_check(const void *buf, size_t len, int max_depth, int flags, size_t *bad_offset) {
+    return check(buf, len, max_depth, flags, bad_offset, NULL);
+}
+
+int evl_mp_check_unique(const void *buf, size_t len, int max_depth, size_t *bad_offset, int *dup) {
+    key_stack ks = {0}; /* keys compare by their whole encoding: a string key is one token */
+    int rc = check(buf, len, max_depth, EVL_MP_STRING_KEYS, bad_offset, &ks);
+    evl_free(ks.k);
+    *dup = rc == SCAN_DUP;
+    return *dup ? EVL_EMSGPACK : rc;
 }
 
 int evl_mp_skip(evl_mp *m, int max_depth) {
@@ -263,7 +343,7 @@ int evl_mp_skip(evl_mp *m, int max_depth) {
         }
     }
     int hit;
-    return scan(m, max_depth, 0, &hit);
+    return scan(m, max_depth, 0, &hit, NULL);
 }
 
 int evl_mp_map_find(const uint8_t *buf, size_t len, const char *key, size_t key_len,
@@ -319,26 +399,6 @@ int evl_mp_equal(const void *a, size_t alen, const void *b, size_t blen) {
     return ma.p == ma.end && mb.p == mb.end;
 }
 
-/* Duplicate keys: each map's keys are gathered (pointer, length, hash),
- * sorted by hash, and equal neighbours compared.  Every value is read once
- * by the walk and once more for each enclosing map's key gathering, so the
- * cost is bounded by depth x size, and the one scratch array by the
- * largest map (which the pre-scan has bounded by the input). */
-typedef struct mkey { uint64_t h; const char *p; uint32_t n; } mkey;
-
-static int mkey_cmp(const void *a, const void *b) {
-    const mkey *x = a, *y = b;
-    if (x->h != y->h) return x->h < y->h ? -1 : 1;
-    if (x->n != y->n) return x->n < y->n ? -1 : 1;
-    return memcmp(x->p, y->p, x->n);
-}
-
-static uint64_t fnv(const char *s, uint32_t n) {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (uint32_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 0x100000001b3ULL;
-    return h;
-}
-
 /* Any keys: each map gathers its keys by skipping (depth x size). */
 static int unique_general(const void *buf, size_t len, size_t *bad_offset) {
     evl_mp m = {buf, (const uint8_t *)buf + len};
@@ -379,22 +439,6 @@ static int unique_general(const void *buf, size_t len, size_t *bad_offset) {
     }
     evl_free(keys);
     return rc;
-}
-
-/* Is there a duplicate among n keys?  A few are compared pairwise; more are
- * sorted by hash (keys[] is the caller's scratch, reordered). */
-static int has_dup(mkey *keys, size_t n) {
-    if (n <= 8) {
-        for (size_t i = 1; i < n; i++)
-            for (size_t j = 0; j < i; j++)
-                if (keys[i].n == keys[j].n && !memcmp(keys[i].p, keys[j].p, keys[i].n)) return 1;
-        return 0;
-    }
-    for (size_t i = 0; i < n; i++) keys[i].h = fnv(keys[i].p, keys[i].n);
-    qsort(keys, n, sizeof *keys, mkey_cmp);
-    for (size_t i = 1; i < n; i++)
-        if (!mkey_cmp(&keys[i - 1], &keys[i])) return 1;
-    return 0;
 }
 
 typedef struct ulevel {

@@ -324,11 +324,10 @@ static int mp_events(srv_batch *b, evl_mp *m, const char *prefix) {
 
 static int mp_check(srv_batch *b, const uint8_t *body, size_t len) {
     size_t off = 0;
-    int rc = evl_mp_check(body, len, MP_DEPTH, EVL_MP_STRING_KEYS, &off);
-    if (rc) return fail(b, rc, "malformed msgpack body at byte %zu: %s", off, evl_strerror(rc));
-    rc = evl_mp_unique_keys(body, len, &off);
+    int dup, rc = evl_mp_check_unique(body, len, MP_DEPTH, &off, &dup);
     if (rc == EVL_ENOMEM) return fail(b, rc, "out of memory");
-    if (rc) return fail(b, rc, "the map at byte %zu of the msgpack body has the same key twice", off);
+    if (dup) return fail(b, rc, "the map at byte %zu of the msgpack body has the same key twice", off);
+    if (rc) return fail(b, rc, "malformed msgpack body at byte %zu: %s", off, evl_strerror(rc));
     return EVL_OK;
 }
 

@@ -68,6 +68,13 @@ int evl_mp_check(const void *buf, size_t len, int max_depth, int flags, size_t *
  * @return EVL_OK, #EVL_EMSGPACK (a duplicate), #EVL_ENOMEM. */
 int evl_mp_unique_keys(const void *buf, size_t len, size_t *bad_offset);
 
+/** @brief evl_mp_check() with EVL_MP_STRING_KEYS and evl_mp_unique_keys()
+ * in one walk (a request body is read once, not twice).
+ * @param[out] dup set to 1 when the failure is a duplicate key (@p bad_offset
+ *   then names the map), else 0.
+ * @return as evl_mp_check(); a duplicate is #EVL_EMSGPACK; #EVL_ENOMEM. */
+int evl_mp_check_unique(const void *buf, size_t len, int max_depth, size_t *bad_offset, int *dup);
+
 /** @brief Read the next value header at @p m into @p v (containers: only the
  * header; their elements follow).  @return EVL_OK or #EVL_EMSGPACK. */
 int evl_mp_read(evl_mp *m, evl_mp_val *v);

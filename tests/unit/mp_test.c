@@ -128,6 +128,23 @@ int main(void) {
     }
     CHECK_RC(evl_mp_unique_keys(B(0x83, 0xa1, 'a', 0x01, 0x01, 0xc0, 0xa1, 'a', 0xc0), NULL), EVL_EMSGPACK);
     OK(evl_mp_unique_keys(B(0x83, 0xa1, 'a', 0x01, 0x01, 0xc0, 0xa1, 'b', 0xc0), NULL));
+    /* the pre-scan and the duplicate check in one walk */
+    {
+        int dup = 9;
+        size_t off = 99;
+        OK(evl_mp_check_unique(B(0x82, 0xa1, 'a', 0x81, 0xa1, 'a', 0x01, 0xa1, 'b', 0xc0), 16, &off, &dup));
+        CHECK(dup == 0);
+        CHECK_RC(evl_mp_check_unique(B(0x81, 0xa1, 'd', 0x83, 0xa1, 'x', 0xc0, 0xa1, 'y', 0xc0, 0xa1, 'x', 0xc0),
+                                     16, &off, &dup), EVL_EMSGPACK);
+        CHECK(dup == 1 && off == 3);
+        CHECK_RC(evl_mp_check_unique(B(0x82, 0xa1, 'a', 0x01, 0xa1), 16, &off, &dup), EVL_EMSGPACK);
+        CHECK(dup == 0); /* truncated, not a duplicate */
+        CHECK_RC(evl_mp_check_unique(B(0x81, 0x01, 0xc0), 16, &off, &dup), EVL_EMSGPACK);
+        CHECK(dup == 0); /* a non-string key */
+        CHECK_RC(evl_mp_check_unique(B(0x81, 0xa1, 'a', 0xa1, 0xff), 16, &off, &dup), EVL_EUTF8);
+        CHECK(dup == 0);
+        CHECK_RC(evl_mp_check_unique(B(0x91, 0x91, 0x90), 2, &off, &dup), EVL_EDEPTH);
+    }
     /* names */
     OK(evl_name_check("job-1", 5));
     OK(evl_name_check("caf\xc3\xa9", 5));
