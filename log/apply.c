@@ -142,35 +142,70 @@ static int commit(evl_log *log, MDB_txn *txn) {
 
 /* ------------------------------------------------------------ recovery */
 
+/* The journal's files, each a run of frames from offset 0 (journal.c),
+ * read side by side: the frames that join the head are taken from either
+ * file in turn, so the order the files were written in does not matter. */
+typedef struct jruns {
+    evl_jscan s[EVL_JNL_FILES];
+    int open[EVL_JNL_FILES], have[EVL_JNL_FILES]; /* have: s[i] holds a frame */
+} jruns;
+
+static int runs_open(const char *dir, jruns *r) {
+    memset(r, 0, sizeof *r);
+    for (int i = 0; i < EVL_JNL_FILES; i++) {
+        int rc = evl__jnl_scan_open(dir, i, &r->s[i]);
+        if (rc == EVL_ENOTFOUND) continue;
+        r->open[i] = 1;
+        if (rc) return rc;
+        r->have[i] = evl__jnl_scan_next(&r->s[i]);
+    }
+    return EVL_OK;
+}
+
+static void runs_close(jruns *r) {
+    for (int i = 0; i < EVL_JNL_FILES; i++)
+        if (r->open[i]) evl__jnl_scan_close(&r->s[i]);
+}
+
+/* The next frame with events after @p applied that joins it (its first
+ * position is at most applied + 1), or NULL: the journal ends there. */
+static evl_jscan *runs_next(jruns *r, uint64_t applied) {
+    for (int i = 0; i < EVL_JNL_FILES; i++) {
+        evl_jscan *s = &r->s[i];
+        while (r->have[i] && s->first + s->n - 1 <= applied) r->have[i] = evl__jnl_scan_next(s);
+        if (r->have[i] && s->first <= applied + 1) return s;
+    }
+    return NULL;
+}
+
+static void runs_advance(jruns *r, evl_jscan *s) {
+    int i = (int)(s - r->s);
+    r->have[i] = evl__jnl_scan_next(s);
+}
+
 int evl__jnl_tail(const char *dir, uint64_t head) {
-    evl_jscan s;
-    int tail = 0;
-    if (evl__jnl_scan_open(dir, &s) != EVL_OK) return 0;
-    while (!tail && evl__jnl_scan_next(&s)) tail = s.next - 1 > head;
-    evl__jnl_scan_close(&s);
+    jruns r;
+    int tail = runs_open(dir, &r) == EVL_OK && runs_next(&r, head) != NULL;
+    runs_close(&r);
     return tail;
 }
 
 int evl__jnl_recover(evl_log *log) {
-    evl_jscan s;
-    int rc = evl__jnl_scan_open(log->dir, &s);
-    if (rc == EVL_ENOTFOUND) return EVL_OK;
-    if (rc) return rc;
+    jruns r;
+    int rc = runs_open(log->dir, &r);
     MDB_txn *txn = NULL;
     cursors c;
     uint64_t head = atomic_load(&log->head), applied = head;
     int64_t last_time = log->last_indexed_time;
-    while (rc == EVL_OK && evl__jnl_scan_next(&s)) {
-        uint64_t last = s.first + s.n - 1;
-        if (last <= applied) continue;
-        /* a run that does not join LMDB's head (storage lost more of the
-         * log than of the journal, possible only in EVL_SYNC_NONE) */
-        if (s.first > applied + 1) break;
+    /* a run that does not join LMDB's head (storage lost more of the log
+     * than of the journal, possible only in EVL_SYNC_NONE) ends it */
+    for (evl_jscan *s; rc == EVL_OK && (s = runs_next(&r, applied)); runs_advance(&r, s)) {
+        uint64_t last = s->first + s->n - 1;
         if (!txn && (rc = begin(log, &txn, &c))) break;
-        rc = put_frame(log, txn, &c, s.payload, s.payload_len, s.first, applied, &last_time);
+        rc = put_frame(log, txn, &c, s->payload, s->payload_len, s->first, applied, &last_time);
         if (rc == EVL_OK) applied = last;
     }
-    evl__jnl_scan_close(&s);
+    runs_close(&r);
     if (!txn) return rc;
     if (rc) {
         mdb_txn_abort(txn);

@@ -23,8 +23,9 @@
  *               >= T gives the first position at or after T.
  *   info        "format" -> "1"
  *
- * Beside them, DATA/log/data.mdb-journal holds the groups acknowledged but
- * perhaps not yet in LMDB (journal.c has its format); an open applies them.
+ * Beside them, DATA/log/data.mdb-journal and -journal-1 hold the groups
+ * acknowledged but perhaps not yet in LMDB (journal.c has its format); an
+ * open applies them.
  *
  * A record is one msgpack map that any msgpack decoder reads, keys in this
  * order:

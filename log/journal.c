@@ -10,9 +10,12 @@
  * which commits many groups at a time (apply.c).  At open, frames past
  * LMDB's head are applied before anything else happens.
  *
- * FORMAT.  DATA/log/data.mdb-journal holds frames written back to back from
- * offset 0; when the writer reaches the lap size and LMDB holds every frame
- * written, it starts again at 0.  A frame:
+ * FORMAT.  Two files, DATA/log/data.mdb-journal and data.mdb-journal-1,
+ * each hold a run of frames written back to back from offset 0.  The
+ * writer fills one up to the lap size, then starts over at 0 of the other
+ * once LMDB holds every frame in that one (writer.c: journal() says why two).
+ * Replay reads both runs and takes the frames that join LMDB's head from
+ * either in turn (apply.c).  A frame:
  *
  *   be32 magic "EVLJ", be32 payload bytes, be64 epoch, be64 first position,
  *   be32 records, be32 CRC-32C of the 28 bytes before it and the payload;
@@ -22,9 +25,10 @@
  * The epoch is a random number drawn at every open: a frame from an earlier
  * run can sit right after the last frame of this one (a shorter frame
  * overwrote a longer one, or a lost write left an old one in place), with
- * a position that happens to be the next one.  Replay starts at offset 0
- * and takes frames while they are intact, of the epoch of the first, and
- * each starts where the previous ended.
+ * a position that happens to be the next one.  A run is read from offset 0
+ * while its frames are intact, of the epoch of the first, and each starts
+ * where the previous ended.  An open empties both files after replaying
+ * them, so the runs of one open never meet those of another.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,10 +40,10 @@
 
 #define JNL_MAGIC 0x45564c4aU /* "EVLJ" */
 
-char *evl__jnl_path(const char *dir) {
-    size_t n = strlen(dir) + sizeof "/log/data.mdb-journal";
+char *evl__jnl_path(const char *dir, int i) {
+    size_t n = strlen(dir) + sizeof "/log/data.mdb-journal-1";
     char *p = evl_malloc(n);
-    if (p) snprintf(p, n, "%s/log/data.mdb-journal", dir);
+    if (p) snprintf(p, n, i ? "%s/log/data.mdb-journal-%d" : "%s/log/data.mdb-journal", dir, i);
     return p;
 }
 
@@ -58,14 +62,27 @@ void evl__jnl_seal(evl_jbatch *b, uint64_t epoch) {
     evl__put_be32(h + 28, frame_crc(h, h + EVL_JNL_HDR, payload));
 }
 
-int evl__jnl_open(evl_log *log) {
-    char *path = evl__jnl_path(log->dir);
+static int pwrite_all(int fd, const uint8_t *p, size_t n, off_t off, size_t *done);
+
+/* Open (creating) journal file i, emptied: recovery has applied what it
+ * held, and a run left in it must never be joined to frames of this open
+ * (a run that did not join LMDB's head, possible in EVL_SYNC_NONE, could
+ * join it later).  Zeroing the first header ends the run at offset 0. */
+static int open_file(evl_log *log, int i) {
+    char *path = evl__jnl_path(log->dir, i);
     if (!path) return EVL_ENOMEM;
     struct stat st;
     int existed = stat(path, &st) == 0;
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     evl_free(path);
     if (fd < 0) return EVL_ESYS(errno);
+    log->jfd[i] = fd; /* closed by evl__writer_stop() */
+    static const uint8_t zero[EVL_JNL_HDR];
+    size_t done;
+    if (existed && st.st_size > 0) {
+        int e = pwrite_all(fd, zero, sizeof zero, 0, &done);
+        if (e || fdatasync(fd) != 0) return EVL_ESYS(e ? e : errno);
+    }
     if (!existed) {
         /* the name must be durable before any frame in it counts */
         size_t n = strlen(log->dir) + 8;
@@ -75,14 +92,23 @@ int evl__jnl_open(evl_log *log) {
         if (d && (dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
             int bad = fsync(dfd) != 0;
             close(dfd);
-            if (bad) { evl_free(d); close(fd); return EVL_ESYS(EIO); }
+            if (bad) { evl_free(d); return EVL_ESYS(EIO); }
         }
         evl_free(d);
     }
+    return EVL_OK;
+}
+
+int evl__jnl_open(evl_log *log) {
+    for (int i = 0; i < EVL_JNL_FILES; i++) {
+        int rc = open_file(log, i);
+        if (rc) return rc;
+        log->jlast[i] = 0;
+    }
     uint64_t e = 0;
     if (getrandom(&e, sizeof e, 0) != (ssize_t)sizeof e) e = (uint64_t)evl__now_ns() ^ (uint64_t)getpid() << 32;
-    log->jfd = fd;
     log->jepoch = e;
+    log->jcur = 0;
     log->joff = 0;
     return EVL_OK;
 }
@@ -101,15 +127,16 @@ static int pwrite_all(int fd, const uint8_t *p, size_t n, off_t off, size_t *don
 
 int evl__jnl_write(evl_log *log, const evl_jbatch *b, int sync) {
     size_t done;
-    int e = pwrite_all(log->jfd, b->buf, b->len, (off_t)log->joff, &done);
+    int fd = log->jfd[log->jcur];
+    int e = pwrite_all(fd, b->buf, b->len, (off_t)log->joff, &done);
     if (e == 0 && sync) {
         atomic_fetch_add(&log->n_syncs, 1);
-        if (fdatasync(log->jfd) != 0) e = errno ? errno : EIO;
+        if (fdatasync(fd) != 0) e = errno ? errno : EIO;
         else return EVL_OK;
         /* fsyncgate: the kernel may have dropped the frame's pages: whatever
          * it left must not replay later as an append we reported failed */
         static const uint8_t zero[EVL_JNL_HDR];
-        if (pwrite_all(log->jfd, zero, sizeof zero, (off_t)log->joff, &done) == 0) (void)fdatasync(log->jfd);
+        if (pwrite_all(fd, zero, sizeof zero, (off_t)log->joff, &done) == 0) (void)fdatasync(fd);
         return EVL_ESYS(e);
     }
     return e ? EVL_ESYS(e) : EVL_OK;
@@ -117,9 +144,10 @@ int evl__jnl_write(evl_log *log, const evl_jbatch *b, int sync) {
 
 /* ------------------------------------------------------------ reading */
 
-int evl__jnl_scan_open(const char *dir, evl_jscan *s) {
+int evl__jnl_scan_open(const char *dir, int i, evl_jscan *s) {
     memset(s, 0, sizeof *s);
-    char *path = evl__jnl_path(dir);
+    s->fd = -1;
+    char *path = evl__jnl_path(dir, i);
     if (!path) return EVL_ENOMEM;
     s->fd = open(path, O_RDONLY | O_CLOEXEC);
     evl_free(path);
@@ -131,7 +159,7 @@ int evl__jnl_scan_open(const char *dir, evl_jscan *s) {
 }
 
 void evl__jnl_scan_close(evl_jscan *s) {
-    if (s->fd > 0) close(s->fd);
+    if (s->fd >= 0) close(s->fd);
     evl_free(s->buf);
     memset(s, 0, sizeof *s);
 }

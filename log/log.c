@@ -122,7 +122,7 @@ static int open_dbs(evl_log *log) {
  * no data.mdb, is a creation that did not finish: nothing was ever
  * acknowledged from it. */
 static int remove_dir(const char *path) {
-    static const char *const files[] = {"data.mdb", "lock.mdb", "data.mdb-journal"};
+    static const char *const files[] = {"data.mdb", "lock.mdb", "data.mdb-journal", "data.mdb-journal-1"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char *f = join(path, files[i]);
         if (!f) return EVL_ENOMEM;
@@ -177,7 +177,7 @@ int evl_log_open(const char *dir, const evl_log_options *opt, evl_log **out) {
     else evl_log_options_init(&log->opt);
     log->lock_fd = -1;
     log->ino_fd = -1;
-    log->jfd = -1;
+    log->jfd[0] = log->jfd[1] = -1;
     if (!log->opt.journal_lap) log->opt.journal_lap = EVL_DEFAULT_JOURNAL_LAP;
     pthread_mutex_init(&log->mu, NULL);
     pthread_mutex_init(&log->watch_mu, NULL);

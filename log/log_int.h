@@ -20,7 +20,8 @@
 
 /* Tuning of the journal and the applier (journal.c, apply.c, writer.c). */
 #define EVL_JNL_HDR 32                      /* frame header bytes */
-#define EVL_DEFAULT_JOURNAL_LAP (4u << 20)  /* the journal restarts at 0 past this */
+#define EVL_JNL_FILES 2                     /* the journal's files, written in turn */
+#define EVL_DEFAULT_JOURNAL_LAP (16u << 20) /* past this, on in the other file */
 #define EVL_JNL_EARLY_WRAP (1u << 20)       /* ... or past this when LMDB holds all of it */
 #define EVL_PENDING_MAX_BYTES (64u << 20)   /* journaled, not applied: the writer waits past this */
 #define EVL_APPLY_MAX_EVENTS 65536          /* events per applier transaction at most */
@@ -123,8 +124,10 @@ struct evl_log {
     evl_pmap pm_streams, pm_ids;
     uint64_t pend_bytes;      /* bytes of batches not yet freed */
     uint64_t pend_need;       /* LMDB map bytes reserved by them */
-    int jfd;                  /* the journal, -1 when closed */
+    int jfd[EVL_JNL_FILES];   /* the journal's files, -1 when closed */
+    int jcur;                 /* the file frames go to now, at joff */
     uint64_t joff, jepoch;
+    uint64_t jlast[EVL_JNL_FILES]; /* last position in each file's run (0: none) */
 
     /* Journaled groups, under mu: every batch not yet freed, in position
      * order; jb_apply is the first the applier has not put in LMDB.  The
@@ -196,11 +199,11 @@ void evl__writer_stop(evl_log *log);
 int evl__low_space(evl_log *log);
 
 /* journal.c */
-char *evl__jnl_path(const char *dir); /* DIR/log/data.mdb-journal; caller frees */
-int evl__jnl_open(evl_log *log);     /* open or create it, draw a new epoch, offset 0 */
+char *evl__jnl_path(const char *dir, int i); /* DIR/log/data.mdb-journal[-1]; caller frees */
+int evl__jnl_open(evl_log *log);     /* open or create both, empty them, draw a new epoch */
 void evl__jnl_seal(evl_jbatch *b, uint64_t epoch); /* fill in the frame header */
-int evl__jnl_write(evl_log *log, const evl_jbatch *b, int sync); /* at log->joff */
-int evl__jnl_scan_open(const char *dir, evl_jscan *s); /* EVL_ENOTFOUND: no journal */
+int evl__jnl_write(evl_log *log, const evl_jbatch *b, int sync); /* file jcur, at joff */
+int evl__jnl_scan_open(const char *dir, int i, evl_jscan *s); /* EVL_ENOTFOUND: no such file */
 int evl__jnl_scan_next(evl_jscan *s);
 void evl__jnl_scan_close(evl_jscan *s);
 

@@ -78,8 +78,9 @@ typedef struct evl_log_options {
     size_t max_event_size;    /**< encoded event limit; default 1 MiB */
     unsigned max_readers;     /**< LMDB reader slots; default 1024 */
     size_t max_group_events;  /**< events per group commit at most; default 8192 */
-    size_t journal_lap;       /**< the journal file is reused from its start once it is
-                                   this long and LMDB holds all of it; default 4 MiB */
+    size_t journal_lap;       /**< past this many bytes the writer goes on at the start of
+                                   the journal's other file (two files, written in turn),
+                                   once LMDB holds every frame in it; default 16 MiB */
     unsigned applier_nice;    /**< the applier thread (which puts acknowledged groups
                                    into LMDB) runs this much nicer than its opener, at
                                    most 19, so that on busy CPUs acknowledgements come

@@ -52,13 +52,19 @@ static const char *at(const char *dir, const char *file) {
     return s;
 }
 
-/* A log whose LMDB file is @p lmdb's and whose journal is @p jnl. */
-static const char *make_dir(const char *name, const blob *lmdb, const blob *jnl) {
+/* A log whose LMDB file is @p lmdb's and whose journal is @p jnl (and,
+ * when given, @p jnl1 its second file). */
+static const char *make_dir2(const char *name, const blob *lmdb, const blob *jnl, const blob *jnl1) {
     const char *dir = test_path(name);
     CHECK(mkdir(dir, 0755) == 0 && mkdir(at(dir, "log"), 0755) == 0);
     spill(at(dir, "log/data.mdb"), lmdb->p, lmdb->n);
-    spill(at(dir, "log/data.mdb-journal"), jnl->p, jnl->n);
+    if (jnl) spill(at(dir, "log/data.mdb-journal"), jnl->p, jnl->n);
+    if (jnl1) spill(at(dir, "log/data.mdb-journal-1"), jnl1->p, jnl1->n);
     return dir;
+}
+
+static const char *make_dir(const char *name, const blob *lmdb, const blob *jnl) {
+    return make_dir2(name, lmdb, jnl, NULL);
 }
 
 static uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3]; }
@@ -210,9 +216,65 @@ int main(void) {
         evl_log_close(log);
         struct stat st;
         CHECK(stat(at(w, "log/data.mdb-journal"), &st) == 0 && st.st_size < 4096 + 1024);
+        CHECK(stat(at(w, "log/data.mdb-journal-1"), &st) == 0 && st.st_size < 4096 + 1024);
         OK(evl_log_open(w, &o, &log));
         CHECK(evl_log_head(log) == 300 && count_query(log, &(evl_query){.stream = "wrap-1"}) == 300);
         evl_log_close(log);
+    }
+
+    /* Two files: past its lap the writer goes on in the other file without
+     * waiting for the applier.  LMDB from before a session whose frames
+     * fill the first file and part of the second comes back whole from
+     * both; from the second alone it does not join, and without the second
+     * it stops where the first ends. */
+    {
+        evl_log_options o;
+        evl_log_options_init(&o);
+        o.journal_lap = 4096;
+        const char *w = test_path("two");
+        OK(evl_log_open(w, &o, &log));
+        for (int i = 1; i <= 10; i++) {
+            pack_data(&sb, i, "first session");
+            OK(append1(log, "two-1", EVL_REV_ANY, "Noted", sb.data, sb.size, NULL, NULL, NULL));
+        }
+        evl_log_close(log);
+        blob lm = slurp(at(w, "log/data.mdb"));
+        OK(evl_log_open(w, &o, &log));
+        int n = 10;
+        struct stat st;
+        /* until the second file has a frame, and a few more */
+        for (int more = 5; more > 0; n++) {
+            pack_data(&sb, n + 1, "second session, across both journal files");
+            OK(append1(log, "two-1", EVL_REV_ANY, "Noted", sb.data, sb.size, NULL, NULL, NULL));
+            if (stat(at(w, "log/data.mdb-journal-1"), &st) == 0 && st.st_size > HDR) more--;
+            CHECK(n < 200);
+        }
+        blob tw[201];
+        for (uint64_t p = 1; p <= (uint64_t)n; p++) OK(evl_log_get(log, p, &tw[p].p, &tw[p].n));
+        evl_log_close(log);
+        blob f0 = slurp(at(w, "log/data.mdb-journal")), f1 = slurp(at(w, "log/data.mdb-journal-1"));
+        /* both hold a run: the first from 11, the second after it */
+        CHECK(be32(f0.p) == 0x45564c4a && be32(f1.p) == 0x45564c4a);
+        uint64_t f1_first = 0;
+        for (int k = 0; k < 8; k++) f1_first = f1_first << 8 | f1.p[16 + k];
+        CHECK(f1_first > 11 && f1_first <= (uint64_t)n);
+        expect_log(make_dir2("two-both", &lm, &f0, &f1), 1, (uint64_t)n, tw);
+        expect_log(make_dir2("two-both-rw", &lm, &f0, &f1), 0, (uint64_t)n, tw);
+        /* the files listed the other way round are the same journal */
+        expect_log(make_dir2("two-swapped", &lm, &f1, &f0), 0, (uint64_t)n, tw);
+        expect_log(make_dir2("two-second", &lm, NULL, &f1), 0, 10, tw);
+        expect_log(make_dir2("two-first", &lm, &f0, NULL), 0, f1_first - 1, tw);
+        /* reopening empties both files: a run left there is never joined */
+        OK(evl_log_open(w, &o, &log));
+        evl_log_close(log);
+        blob z0 = slurp(at(w, "log/data.mdb-journal")), z1 = slurp(at(w, "log/data.mdb-journal-1"));
+        CHECK(be32(z0.p) == 0 && be32(z1.p) == 0);
+        for (uint64_t p = 1; p <= (uint64_t)n; p++) evl_free(tw[p].p);
+        free(lm.p);
+        free(f0.p);
+        free(f1.p);
+        free(z0.p);
+        free(z1.p);
     }
     free(lmdb10.p);
     free(jnl.p);
