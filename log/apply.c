@@ -25,27 +25,66 @@
 
 #include "log/log_int.h"
 
+/* Entries for one key of a DUPSORT|DUPFIXED index, gathered while the
+ * events in a row have that key (a batch appended to one stream: its
+ * stream, category and often type), then put with one call. */
+#define RUN_MAX 256
+typedef struct dup_run {
+    MDB_cursor *c;
+    const void *key; /* in the frame being applied */
+    size_t klen, vsize, n;
+    uint8_t vals[RUN_MAX * 16];
+} dup_run;
+
 /* One cursor per table for a whole transaction.  mdb_put opens a cursor
  * and searches from the root for every entry; a kept cursor that sits on
  * the page the next key goes to skips that search (mdb_cursor_set checks
  * the current page first), which is the common case: ids from the writer
  * are UUIDv7 (ascending), and a group's events share streams and types. */
 typedef struct cursors {
-    MDB_cursor *ev, *st, *ids, *ty, *ca, *meta[EVL_META_KEYS];
+    MDB_cursor *ev, *ids;
+    dup_run st, ty, ca, meta[EVL_META_KEYS];
 } cursors;
 
-/* A position only grows, so under any key of a DUPSORT index the new entry
- * is the last: MDB_APPENDDUP walks down the rightmost edge of the key's
- * sub-tree instead of searching it (it fails with MDB_KEYEXIST if it is
- * not the last, which would mean a corrupt log). */
-static int put_dup(MDB_cursor *c, const void *key, size_t klen, const uint8_t *val, size_t vlen) {
-    MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
-    int mrc = mdb_cursor_put(c, &k, &v, MDB_APPENDDUP);
+/* A position only grows, so under any key of a DUPSORT index the new
+ * entries are the last: MDB_APPENDDUP walks down the rightmost edge of the
+ * key's sub-tree instead of searching it (it fails with MDB_KEYEXIST if
+ * they are not the last, which would mean a corrupt log), and MDB_MULTIPLE
+ * puts a run with one search for the key instead of one per entry. */
+static int run_flush(dup_run *r) {
+    if (!r->n) return EVL_OK;
+    MDB_val k = {r->klen, (void *)r->key};
+    MDB_val v[2] = {{r->vsize, r->vals}, {r->n, NULL}};
+    size_t n = r->n;
+    r->n = 0;
+    int mrc = mdb_cursor_put(r->c, &k, v, n > 1 ? MDB_APPENDDUP | MDB_MULTIPLE : MDB_APPENDDUP);
+    if (mrc == 0 && n > 1 && v[1].mv_size != n) return EVL_ECORRUPT;
     return mrc == MDB_KEYEXIST ? EVL_ECORRUPT : mrc ? evl__lmdb_err(mrc) : EVL_OK;
 }
 
-/* Put one record and its index entries. */
-static int put_record(evl_log *log, cursors *c, const uint8_t *rec, size_t len) {
+static int run_add(dup_run *r, const void *key, size_t klen, const uint8_t *val) {
+    if (r->n && (r->n == RUN_MAX || r->klen != klen || memcmp(r->key, key, klen))) {
+        int rc = run_flush(r);
+        if (rc) return rc;
+    }
+    if (!r->n) {
+        r->key = key;
+        r->klen = klen;
+    }
+    memcpy(r->vals + r->n++ * r->vsize, val, r->vsize);
+    return EVL_OK;
+}
+
+static int runs_flush(cursors *c) {
+    int rc = run_flush(&c->st);
+    if (!rc) rc = run_flush(&c->ty);
+    if (!rc) rc = run_flush(&c->ca);
+    for (size_t i = 0; i < EVL_META_KEYS && !rc; i++) rc = run_flush(&c->meta[i]);
+    return rc;
+}
+
+/* Put one record and its index entries (the DUPSORT ones into the runs). */
+static int put_record(cursors *c, const uint8_t *rec, size_t len) {
     evl_event ev;
     int mrc, rc = evl_log_decode(rec, len, &ev);
     if (rc) return EVL_ECORRUPT;
@@ -53,22 +92,21 @@ static int put_record(evl_log *log, cursors *c, const uint8_t *rec, size_t len) 
     evl__put_be64(pkey, ev.position);
     MDB_val k = {8, pkey}, v = {len, (void *)rec}, pv = {8, pkey};
     if ((mrc = mdb_cursor_put(c->ev, &k, &v, MDB_APPEND))) return evl__lmdb_err(mrc);
-    evl__stream_entry(sent, ev.revision, ev.position);
-    if ((rc = put_dup(c->st, ev.stream, ev.stream_len, sent, 16))) return rc;
     MDB_val ik = {16, ev.id};
     if ((mrc = mdb_cursor_put(c->ids, &ik, &pv, MDB_NOOVERWRITE)))
         return mrc == MDB_KEYEXIST ? EVL_ECORRUPT : evl__lmdb_err(mrc);
-    if ((rc = put_dup(c->ty, ev.type, ev.type_len, pkey, 8)) ||
-        (rc = put_dup(c->ca, ev.stream, evl_stream_category(ev.stream, ev.stream_len), pkey, 8)))
+    evl__stream_entry(sent, ev.revision, ev.position);
+    if ((rc = run_add(&c->st, ev.stream, ev.stream_len, sent)) ||
+        (rc = run_add(&c->ty, ev.type, ev.type_len, pkey)) ||
+        (rc = run_add(&c->ca, ev.stream, evl_stream_category(ev.stream, ev.stream_len), pkey)))
         return rc;
     for (size_t i = 0; i < EVL_META_KEYS; i++) {
         const char *s;
         size_t n;
         if (evl__meta_indexed(ev.meta, ev.meta_len, evl__meta_keys[i].key, evl__meta_keys[i].len, &s, &n) &&
-            (rc = put_dup(c->meta[i], s, n, pkey, 8)))
+            (rc = run_add(&c->meta[i], s, n, pkey)))
             return rc;
     }
-    (void)log;
     return EVL_OK;
 }
 
@@ -100,13 +138,13 @@ static int put_frame(evl_log *log, MDB_txn *txn, cursors *c, const uint8_t *p, s
                 }
                 indexed = 1;
             }
-            int rc = put_record(log, c, p, n);
+            int rc = put_record(c, p, n);
             if (rc) return rc;
         }
         p += n;
         pos++;
     }
-    return EVL_OK;
+    return runs_flush(c); /* the runs point into this frame */
 }
 
 /* A transaction and its cursors (closed by the commit or the abort: LMDB
@@ -114,12 +152,16 @@ static int put_frame(evl_log *log, MDB_txn *txn, cursors *c, const uint8_t *p, s
 static int begin(evl_log *log, MDB_txn **txn, cursors *c) {
     int rc = mdb_txn_begin(log->env, NULL, 0, txn);
     if (rc) return evl__lmdb_err(rc);
-    memset(c, 0, sizeof *c);
-    MDB_dbi dbi[5 + EVL_META_KEYS] = {log->db_events, log->db_streams, log->db_ids, log->db_types, log->db_cats};
-    MDB_cursor **out[5 + EVL_META_KEYS] = {&c->ev, &c->st, &c->ids, &c->ty, &c->ca};
+    c->st.n = c->ty.n = c->ca.n = 0;
+    c->st.vsize = 16;
+    c->ty.vsize = c->ca.vsize = 8;
+    MDB_dbi dbi[5 + EVL_META_KEYS] = {log->db_events, log->db_ids, log->db_streams, log->db_types, log->db_cats};
+    MDB_cursor **out[5 + EVL_META_KEYS] = {&c->ev, &c->ids, &c->st.c, &c->ty.c, &c->ca.c};
     for (size_t i = 0; i < EVL_META_KEYS; i++) {
         dbi[5 + i] = evl__meta_dbi(log, i);
-        out[5 + i] = &c->meta[i];
+        out[5 + i] = &c->meta[i].c;
+        c->meta[i].n = 0;
+        c->meta[i].vsize = 8;
     }
     for (size_t i = 0; i < 5 + EVL_META_KEYS && !rc; i++) rc = mdb_cursor_open(*txn, dbi[i], out[i]);
     if (rc) {

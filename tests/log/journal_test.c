@@ -276,6 +276,44 @@ int main(void) {
         free(z0.p);
         free(z1.p);
     }
+    /* Index runs: the applier puts the index entries of events in a row
+     * with the same stream, type, category or actor in one call, at most
+     * 256 at a time.  One append of 1000 events to one stream (types in
+     * blocks, one actor) and a second stream in the same group: every
+     * index holds exactly its events, and the log verifies. */
+    {
+        const char *w = test_path("runs");
+        OK(evl_log_open(w, NULL, &log));
+        static evl_event_in ev[1000];
+        static const uint8_t meta[] = {0x81, 0xa5, 'a', 'c', 't', 'o', 'r', 0xa2, 'a', 'l'};
+        pack_data(&sb, 7, "run");
+        for (int i = 0; i < 1000; i++)
+            ev[i] = (evl_event_in){.type = i < 300 || i > 300 ? "RunA" : "RunB", .data = sb.data,
+                                   .data_len = sb.size, .meta = meta, .meta_len = sizeof meta};
+        evl_event_in other = {.type = "RunB", .data = sb.data, .data_len = sb.size};
+        evl_stream_in in[2] = {{.stream = "runs-1", .expected = EVL_REV_NO_STREAM, .events = ev, .n_events = 1000},
+                               {.stream = "runs-2", .expected = EVL_REV_NO_STREAM, .events = &other, .n_events = 1}};
+        evl_append_result res;
+        OK(evl_log_append(log, in, 2, &res));
+        evl_free(res.acks);
+        OK(evl_log_append(log, in, 1, &res) == EVL_ECONFLICT ? EVL_OK : EVL_EINVAL); /* runs-1 exists */
+        evl_free(res.acks);
+        in[0].expected = 999;
+        in[0].n_events = 600;
+        OK(evl_log_append(log, in, 1, &res)); /* 600 more: the runs go on after the first */
+        evl_free(res.acks);
+        CHECK(count_query(log, &(evl_query){.stream = "runs-1"}) == 1600);
+        CHECK(count_query(log, &(evl_query){.stream = "runs-2"}) == 1);
+        CHECK(count_query(log, &(evl_query){.type = "RunA"}) == 1598);
+        CHECK(count_query(log, &(evl_query){.type = "RunB"}) == 3);
+        CHECK(count_query(log, &(evl_query){.category = "runs"}) == 1601);
+        CHECK(count_query(log, &(evl_query){.actor = "al"}) == 1600);
+        uint64_t rev;
+        OK(evl_log_stream_revision(log, "runs-1", &rev));
+        CHECK(rev == 1599);
+        verify_ok(log, 1601);
+        evl_log_close(log);
+    }
     free(lmdb10.p);
     free(jnl.p);
     free(j2.p);
