@@ -25,66 +25,46 @@
 
 #include "log/log_int.h"
 
-/* Entries for one key of a DUPSORT|DUPFIXED index, gathered while the
- * events in a row have that key (a batch appended to one stream: its
- * stream, category and often type), then put with one call. */
-#define RUN_MAX 256
-typedef struct dup_run {
-    MDB_cursor *c;
-    const void *key; /* in the frame being applied */
-    size_t klen, vsize, n;
-    uint8_t vals[RUN_MAX * 16];
-} dup_run;
-
 /* One cursor per table for a whole transaction.  mdb_put opens a cursor
  * and searches from the root for every entry; a kept cursor that sits on
  * the page the next key goes to skips that search (mdb_cursor_set checks
- * the current page first), which is the common case: ids from the writer
- * are UUIDv7 (ascending), and a group's events share streams and types. */
+ * the current page first), which is the common case: positions are
+ * appended, ids from the writer are UUIDv7 (ascending by millisecond), and
+ * the DUPSORT indexes are put in key order at the end (ixgroup.c).
+ * ix[] are the cursors of log->a_ix[], in the same order. */
 typedef struct cursors {
     MDB_cursor *ev, *ids;
-    dup_run st, ty, ca, meta[EVL_META_KEYS];
+    MDB_cursor *ix[EVL_IX_GROUPS];
 } cursors;
 
 /* A position only grows, so under any key of a DUPSORT index the new
  * entries are the last: MDB_APPENDDUP walks down the rightmost edge of the
  * key's sub-tree instead of searching it (it fails with MDB_KEYEXIST if
  * they are not the last, which would mean a corrupt log), and MDB_MULTIPLE
- * puts a run with one search for the key instead of one per entry. */
-static int run_flush(dup_run *r) {
-    if (!r->n) return EVL_OK;
-    MDB_val k = {r->klen, (void *)r->key};
-    MDB_val v[2] = {{r->vsize, r->vals}, {r->n, NULL}};
-    size_t n = r->n;
-    r->n = 0;
-    int mrc = mdb_cursor_put(r->c, &k, v, n > 1 ? MDB_APPENDDUP | MDB_MULTIPLE : MDB_APPENDDUP);
-    if (mrc == 0 && n > 1 && v[1].mv_size != n) return EVL_ECORRUPT;
-    return mrc == MDB_KEYEXIST ? EVL_ECORRUPT : mrc ? evl__lmdb_err(mrc) : EVL_OK;
-}
-
-static int run_add(dup_run *r, const void *key, size_t klen, const uint8_t *val) {
-    if (r->n && (r->n == RUN_MAX || r->klen != klen || memcmp(r->key, key, klen))) {
-        int rc = run_flush(r);
-        if (rc) return rc;
+ * puts a key's entries with one search for the key instead of one each. */
+static int groups_flush(evl_log *log, cursors *c) {
+    int rc = EVL_OK;
+    for (size_t i = 0; i < EVL_IX_GROUPS; i++) {
+        int r = evl__ixg_flush(log->a_ix[i], c->ix[i]);
+        if (!rc) rc = r;
     }
-    if (!r->n) {
-        r->key = key;
-        r->klen = klen;
-    }
-    memcpy(r->vals + r->n++ * r->vsize, val, r->vsize);
-    return EVL_OK;
-}
-
-static int runs_flush(cursors *c) {
-    int rc = run_flush(&c->st);
-    if (!rc) rc = run_flush(&c->ty);
-    if (!rc) rc = run_flush(&c->ca);
-    for (size_t i = 0; i < EVL_META_KEYS && !rc; i++) rc = run_flush(&c->meta[i]);
     return rc;
 }
 
-/* Put one record and its index entries (the DUPSORT ones into the runs). */
-static int put_record(cursors *c, const uint8_t *rec, size_t len) {
+static void groups_reset(evl_log *log) {
+    for (size_t i = 0; i < EVL_IX_GROUPS; i++)
+        if (log->a_ix[i]) evl__ixg_reset(log->a_ix[i]);
+}
+
+void evl__applier_free(evl_log *log) {
+    for (size_t i = 0; i < EVL_IX_GROUPS; i++) {
+        evl__ixg_free(log->a_ix[i]);
+        log->a_ix[i] = NULL;
+    }
+}
+
+/* Put one record and its id; its DUPSORT index entries wait in the groups. */
+static int put_record(evl_log *log, cursors *c, const uint8_t *rec, size_t len) {
     evl_event ev;
     int mrc, rc = evl_log_decode(rec, len, &ev);
     if (rc) return EVL_ECORRUPT;
@@ -96,15 +76,16 @@ static int put_record(cursors *c, const uint8_t *rec, size_t len) {
     if ((mrc = mdb_cursor_put(c->ids, &ik, &pv, MDB_NOOVERWRITE)))
         return mrc == MDB_KEYEXIST ? EVL_ECORRUPT : evl__lmdb_err(mrc);
     evl__stream_entry(sent, ev.revision, ev.position);
-    if ((rc = run_add(&c->st, ev.stream, ev.stream_len, sent)) ||
-        (rc = run_add(&c->ty, ev.type, ev.type_len, pkey)) ||
-        (rc = run_add(&c->ca, ev.stream, evl_stream_category(ev.stream, ev.stream_len), pkey)))
+    evl_ixg **g = log->a_ix;
+    if ((rc = evl__ixg_add(g[0], ev.stream, ev.stream_len, sent)) ||
+        (rc = evl__ixg_add(g[1], ev.type, ev.type_len, pkey)) ||
+        (rc = evl__ixg_add(g[2], ev.stream, evl_stream_category(ev.stream, ev.stream_len), pkey)))
         return rc;
     for (size_t i = 0; i < EVL_META_KEYS; i++) {
         const char *s;
         size_t n;
         if (evl__meta_indexed(ev.meta, ev.meta_len, evl__meta_keys[i].key, evl__meta_keys[i].len, &s, &n) &&
-            (rc = run_add(&c->meta[i], s, n, pkey)))
+            (rc = evl__ixg_add(g[3 + i], s, n, pkey)))
             return rc;
     }
     return EVL_OK;
@@ -138,37 +119,38 @@ static int put_frame(evl_log *log, MDB_txn *txn, cursors *c, const uint8_t *p, s
                 }
                 indexed = 1;
             }
-            int rc = put_record(c, p, n);
+            int rc = put_record(log, c, p, n);
             if (rc) return rc;
         }
         p += n;
         pos++;
     }
-    return runs_flush(c); /* the runs point into this frame */
+    return EVL_OK;
 }
 
 /* A transaction and its cursors (closed by the commit or the abort: LMDB
  * frees a write transaction's cursors with it). */
 static int begin(evl_log *log, MDB_txn **txn, cursors *c) {
+    for (size_t i = 0; i < EVL_IX_GROUPS; i++)
+        if (!log->a_ix[i] && !(log->a_ix[i] = evl__ixg_new(i == 0 ? 16 : 8))) return EVL_ENOMEM;
     int rc = mdb_txn_begin(log->env, NULL, 0, txn);
     if (rc) return evl__lmdb_err(rc);
-    c->st.n = c->ty.n = c->ca.n = 0;
-    c->st.vsize = 16;
-    c->ty.vsize = c->ca.vsize = 8;
-    MDB_dbi dbi[5 + EVL_META_KEYS] = {log->db_events, log->db_ids, log->db_streams, log->db_types, log->db_cats};
-    MDB_cursor **out[5 + EVL_META_KEYS] = {&c->ev, &c->ids, &c->st.c, &c->ty.c, &c->ca.c};
-    for (size_t i = 0; i < EVL_META_KEYS; i++) {
-        dbi[5 + i] = evl__meta_dbi(log, i);
-        out[5 + i] = &c->meta[i].c;
-        c->meta[i].n = 0;
-        c->meta[i].vsize = 8;
-    }
-    for (size_t i = 0; i < 5 + EVL_META_KEYS && !rc; i++) rc = mdb_cursor_open(*txn, dbi[i], out[i]);
+    MDB_dbi dbi[2 + EVL_IX_GROUPS] = {log->db_events, log->db_ids, log->db_streams, log->db_types, log->db_cats};
+    MDB_cursor **out[2 + EVL_IX_GROUPS] = {&c->ev, &c->ids};
+    for (size_t i = 0; i < EVL_IX_GROUPS; i++) out[2 + i] = &c->ix[i];
+    for (size_t i = 0; i < EVL_META_KEYS; i++) dbi[5 + i] = evl__meta_dbi(log, i);
+    for (size_t i = 0; i < 2 + EVL_IX_GROUPS && !rc; i++) rc = mdb_cursor_open(*txn, dbi[i], out[i]);
     if (rc) {
         mdb_txn_abort(*txn);
         return evl__lmdb_err(rc);
     }
     return EVL_OK;
+}
+
+/* Abort: the groups forget what this transaction gathered. */
+static void abort_txn(evl_log *log, MDB_txn *txn) {
+    groups_reset(log);
+    mdb_txn_abort(txn);
 }
 
 /* LMDB reports a short write as EIO (mdb_page_flush), and a file system
@@ -249,8 +231,9 @@ int evl__jnl_recover(evl_log *log) {
     }
     runs_close(&r);
     if (!txn) return rc;
+    if (!rc) rc = groups_flush(log, &c);
     if (rc) {
-        mdb_txn_abort(txn);
+        abort_txn(log, txn);
         return rc;
     }
     if ((rc = commit(log, txn))) return rc;
@@ -282,8 +265,9 @@ static int apply_some(evl_log *log, evl_jbatch *from, uint64_t *last) {
         b = events < EVL_APPLY_MAX_EVENTS ? b->next : NULL;
         pthread_mutex_unlock(&log->mu);
     }
+    if (!rc) rc = groups_flush(log, &c);
     if (rc) {
-        mdb_txn_abort(txn);
+        abort_txn(log, txn);
         return rc;
     }
     rc = commit(log, txn);

@@ -265,6 +265,7 @@ fail:
 void evl_log_close(evl_log *log) {
     if (!log) return;
     if (!log->opt.read_only) evl__writer_stop(log);
+    evl__applier_free(log);
     evl__sha256_free(log->hasher);
     if (log->env) mdb_env_close(log->env);
     if (log->lock_fd >= 0) close(log->lock_fd);

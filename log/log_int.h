@@ -31,6 +31,10 @@
 #define EVL_LOW_SPACE_BYTES (8u << 20)      /* EIO with less free space than this means "full" */
 
 typedef struct evl_req evl_req;
+typedef struct evl_ixg evl_ixg;
+/* The applier's grouped indexes: streams, types, categories, then the
+ * EVL_META_KEYS meta indexes (asserted below). */
+#define EVL_IX_GROUPS 5
 
 /* One group, journaled: its frame (header, then per record be32 length and
  * the record) and, for the pending tables, per event its id (16 bytes), its
@@ -142,7 +146,8 @@ struct evl_log {
     int a_dead;               /* under mu: the applier's commit or flush failed */
     pthread_t applier;
     int applier_started;
-    /* Applier-thread private. */
+    /* Applier-thread private (and recovery's, before the applier starts). */
+    evl_ixg *a_ix[EVL_IX_GROUPS]; /* streams, types, categories, meta indexes */
     int64_t a_last_time;      /* the last time put in the times index */
     int a_unflushed;          /* EVL_SYNC_NONE: commits since the last flush */
 
@@ -209,6 +214,7 @@ void evl__jnl_scan_close(evl_jscan *s);
 
 /* apply.c */
 int evl__jnl_recover(evl_log *log);  /* apply the journal's tail past LMDB's head */
+void evl__applier_free(evl_log *log); /* the applier's buffers, at close */
 int evl__jnl_tail(const char *dir, uint64_t head); /* 1: the journal holds events past head */
 int evl__applier_start(evl_log *log);
 void evl__applier_stop(evl_log *log);
@@ -216,9 +222,20 @@ void evl__applier_stop(evl_log *log);
  * applier cannot go on): read-your-writes for the reading entry points. */
 void evl__read_barrier(evl_log *log);
 
+/* ixgroup.c: one DUPSORT|DUPFIXED index's entries for a whole applier
+ * transaction, grouped by key and put at the end (see the file). */
+evl_ixg *evl__ixg_new(size_t vsize); /* caller owns; NULL: out of memory */
+void evl__ixg_free(evl_ixg *g);
+int evl__ixg_add(evl_ixg *g, const void *key, size_t klen, const uint8_t *val);
+/* Put every entry through @p c (a cursor on the index) and empty @p g. */
+int evl__ixg_flush(evl_ixg *g, MDB_cursor *c);
+void evl__ixg_reset(evl_ixg *g); /* forget the entries (the transaction aborted) */
+size_t evl__ixg_count(const evl_ixg *g);
+
 /* meta_idx.c: the actor and correlation indexes.  evl__meta_keys[i] is
  * the meta key that index i (evl__meta_dbi) holds, and the index's name. */
 #define EVL_META_KEYS 2
+_Static_assert(EVL_IX_GROUPS == 3 + EVL_META_KEYS, "the applier groups every DUPSORT index");
 typedef struct evl_meta_key { const char *key; size_t len; const char *db; } evl_meta_key;
 extern const evl_meta_key evl__meta_keys[EVL_META_KEYS];
 MDB_dbi evl__meta_dbi(const evl_log *log, size_t i);

@@ -797,8 +797,9 @@ int evl__writer_start(evl_log *log) {
     int rc = evl__sha256_new(&log->hasher);
     if (rc) return rc; /* evl_log_close() frees what was made */
     /* the journal's tail first: the chain and the clock resume after it */
-    if ((rc = evl__jnl_recover(log)) || (rc = evl__chain_load(log)) || (rc = evl__jnl_open(log)))
-        return rc;
+    rc = evl__jnl_recover(log);
+    evl__applier_free(log); /* a whole journal's groups: the applier's own are smaller */
+    if (rc || (rc = evl__chain_load(log)) || (rc = evl__jnl_open(log))) return rc;
     if ((rc = evl__applier_start(log))) return rc;
     int e = pthread_create(&log->writer, NULL, writer_main, log);
     if (e) return EVL_ESYS(e);
