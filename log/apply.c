@@ -43,7 +43,7 @@ typedef struct cursors {
  * they are not the last, which would mean a corrupt log), and MDB_MULTIPLE
  * puts a key's entries with one search for the key instead of one each. */
 static int groups_flush(evl_log *log, cursors *c) {
-    int rc = EVL_OK;
+    int rc = evl__ids_flush(log->a_ids, c->ids);
     for (size_t i = 0; i < EVL_IX_GROUPS; i++) {
         int r = evl__ixg_flush(log->a_ix[i], c->ix[i]);
         if (!rc) rc = r;
@@ -52,32 +52,32 @@ static int groups_flush(evl_log *log, cursors *c) {
 }
 
 static void groups_reset(evl_log *log) {
+    if (log->a_ids) evl__ids_reset(log->a_ids);
     for (size_t i = 0; i < EVL_IX_GROUPS; i++)
         if (log->a_ix[i]) evl__ixg_reset(log->a_ix[i]);
 }
 
 void evl__applier_free(evl_log *log) {
+    evl__ids_free(log->a_ids);
+    log->a_ids = NULL;
     for (size_t i = 0; i < EVL_IX_GROUPS; i++) {
         evl__ixg_free(log->a_ix[i]);
         log->a_ix[i] = NULL;
     }
 }
 
-/* Put one record and its id; its DUPSORT index entries wait in the groups. */
+/* Put one record; its index entries wait in the groups until the commit. */
 static int put_record(evl_log *log, cursors *c, const uint8_t *rec, size_t len) {
     evl_event ev;
     int mrc, rc = evl_log_decode(rec, len, &ev);
     if (rc) return EVL_ECORRUPT;
     uint8_t pkey[8], sent[16];
     evl__put_be64(pkey, ev.position);
-    MDB_val k = {8, pkey}, v = {len, (void *)rec}, pv = {8, pkey};
+    MDB_val k = {8, pkey}, v = {len, (void *)rec};
     if ((mrc = mdb_cursor_put(c->ev, &k, &v, MDB_APPEND))) return evl__lmdb_err(mrc);
-    MDB_val ik = {16, ev.id};
-    if ((mrc = mdb_cursor_put(c->ids, &ik, &pv, MDB_NOOVERWRITE)))
-        return mrc == MDB_KEYEXIST ? EVL_ECORRUPT : evl__lmdb_err(mrc);
     evl__stream_entry(sent, ev.revision, ev.position);
     evl_ixg **g = log->a_ix;
-    if ((rc = evl__ixg_add(g[0], ev.stream, ev.stream_len, sent)) ||
+    if ((rc = evl__ids_add(log->a_ids, ev.id, pkey)) || (rc = evl__ixg_add(g[0], ev.stream, ev.stream_len, sent)) ||
         (rc = evl__ixg_add(g[1], ev.type, ev.type_len, pkey)) ||
         (rc = evl__ixg_add(g[2], ev.stream, evl_stream_category(ev.stream, ev.stream_len), pkey)))
         return rc;
@@ -133,6 +133,7 @@ static int put_frame(evl_log *log, MDB_txn *txn, cursors *c, const uint8_t *p, s
 static int begin(evl_log *log, MDB_txn **txn, cursors *c) {
     for (size_t i = 0; i < EVL_IX_GROUPS; i++)
         if (!log->a_ix[i] && !(log->a_ix[i] = evl__ixg_new(i == 0 ? 16 : 8))) return EVL_ENOMEM;
+    if (!log->a_ids && !(log->a_ids = evl__ids_new())) return EVL_ENOMEM;
     int rc = mdb_txn_begin(log->env, NULL, 0, txn);
     if (rc) return evl__lmdb_err(rc);
     MDB_dbi dbi[2 + EVL_IX_GROUPS] = {log->db_events, log->db_ids, log->db_streams, log->db_types, log->db_cats};

@@ -75,8 +75,6 @@ void evl__ixg_reset(evl_ixg *g) {
     g->last = 0;
 }
 
-size_t evl__ixg_count(const evl_ixg *g) { return g->n; }
-
 static uint32_t hash(const void *p, size_t n) {
     const uint8_t *s = p;
     uint32_t h = 2166136261u ^ (uint32_t)n; /* FNV-1a */
@@ -198,5 +196,66 @@ int evl__ixg_flush(evl_ixg *g, MDB_cursor *c) {
         v += (size_t)k->count * g->vsize;
     }
     evl__ixg_reset(g);
+    return rc;
+}
+
+/* ---------------------------------------------------------- the ids index
+ *
+ * Event ids are UUIDv7: milliseconds first, random after.  Put in position
+ * order, the ids of one millisecond land in random order near the right
+ * edge of the index: every put searches from the root, and pages split in
+ * the middle and stay about 60% full.  Sorted at the end of the
+ * transaction they are nearly all past the last key already in the index,
+ * so they go in with MDB_APPEND (no search, full pages); an id that is not
+ * (a client's own, or the clock went back) falls back to an ordinary put. */
+
+typedef struct ids_ent {
+    uint64_t hi, lo; /* the id's bytes as two big-endian numbers: they sort alike */
+    uint8_t id[16], pos[8];
+} ids_ent;
+
+struct evl_idbuf {
+    ids_ent *e;
+    size_t n, cap;
+};
+
+/* Caller owns the result; evl__ids_free releases it. */
+evl_idbuf *evl__ids_new(void) { return evl_calloc(1, sizeof(evl_idbuf)); }
+
+void evl__ids_free(evl_idbuf *b) {
+    if (!b) return;
+    evl_free(b->e);
+    evl_free(b);
+}
+
+void evl__ids_reset(evl_idbuf *b) { b->n = 0; }
+
+int evl__ids_add(evl_idbuf *b, const uint8_t id[16], const uint8_t pos[8]) {
+    int rc = grow((void **)&b->e, &b->cap, b->n + 1, sizeof *b->e);
+    if (rc) return rc;
+    ids_ent *e = &b->e[b->n++];
+    e->hi = evl__get_be64(id);
+    e->lo = evl__get_be64(id + 8);
+    memcpy(e->id, id, 16);
+    memcpy(e->pos, pos, 8);
+    return EVL_OK;
+}
+
+static int cmp_id(const void *a, const void *b) {
+    const ids_ent *x = a, *y = b;
+    if (x->hi != y->hi) return x->hi < y->hi ? -1 : 1;
+    return (x->lo > y->lo) - (x->lo < y->lo);
+}
+
+int evl__ids_flush(evl_idbuf *b, MDB_cursor *c) {
+    int rc = EVL_OK;
+    if (b->n > 1) qsort(b->e, b->n, sizeof *b->e, cmp_id);
+    for (size_t i = 0; i < b->n && !rc; i++) {
+        MDB_val k = {16, b->e[i].id}, v = {8, b->e[i].pos};
+        int mrc = mdb_cursor_put(c, &k, &v, MDB_APPEND);
+        if (mrc == MDB_KEYEXIST) mrc = mdb_cursor_put(c, &k, &v, MDB_NOOVERWRITE);
+        if (mrc) rc = mrc == MDB_KEYEXIST ? EVL_ECORRUPT : evl__lmdb_err(mrc);
+    }
+    b->n = 0;
     return rc;
 }

@@ -32,6 +32,7 @@
 
 typedef struct evl_req evl_req;
 typedef struct evl_ixg evl_ixg;
+typedef struct evl_idbuf evl_idbuf;
 /* The applier's grouped indexes: streams, types, categories, then the
  * EVL_META_KEYS meta indexes (asserted below). */
 #define EVL_IX_GROUPS 5
@@ -148,6 +149,7 @@ struct evl_log {
     int applier_started;
     /* Applier-thread private (and recovery's, before the applier starts). */
     evl_ixg *a_ix[EVL_IX_GROUPS]; /* streams, types, categories, meta indexes */
+    evl_idbuf *a_ids;
     int64_t a_last_time;      /* the last time put in the times index */
     int a_unflushed;          /* EVL_SYNC_NONE: commits since the last flush */
 
@@ -230,7 +232,12 @@ int evl__ixg_add(evl_ixg *g, const void *key, size_t klen, const uint8_t *val);
 /* Put every entry through @p c (a cursor on the index) and empty @p g. */
 int evl__ixg_flush(evl_ixg *g, MDB_cursor *c);
 void evl__ixg_reset(evl_ixg *g); /* forget the entries (the transaction aborted) */
-size_t evl__ixg_count(const evl_ixg *g);
+/* The ids index's entries for a whole applier transaction, put sorted. */
+evl_idbuf *evl__ids_new(void); /* caller owns; NULL: out of memory */
+void evl__ids_free(evl_idbuf *b);
+int evl__ids_add(evl_idbuf *b, const uint8_t id[16], const uint8_t pos[8]);
+int evl__ids_flush(evl_idbuf *b, MDB_cursor *c); /* put them all through @p c, empty @p b */
+void evl__ids_reset(evl_idbuf *b);
 
 /* meta_idx.c: the actor and correlation indexes.  evl__meta_keys[i] is
  * the meta key that index i (evl__meta_dbi) holds, and the index's name. */

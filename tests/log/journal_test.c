@@ -321,7 +321,10 @@ int main(void) {
      * transactions of whatever frames are waiting; replayed from the
      * journal onto LMDB from before, all 1200 frames go into one
      * transaction.  Both times each index holds exactly its events in
-     * position order (verify), and counts and heads are right. */
+     * position order (verify), and counts and heads are right.  Every
+     * 100th event brings its own id, some below the generated ones (the
+     * applier puts the ids sorted, appending those past the index's last
+     * key): a retry of each is answered as a repeat. */
     {
         static const char *const names[] = {"g-10", "g", "g-1x", "h-1", "g-1", "gg"};
         static const char *const types[] = {"Made", "Moved", "M"};
@@ -333,10 +336,17 @@ int main(void) {
         evl_log_close(log);
         blob lm = slurp(at(w, "log/data.mdb"));
         OK(evl_log_open(w, NULL, &log));
+        uint8_t cid[12][16]; /* every 100th event brings its own id, in no order */
         for (int i = 0; i < 1200; i++) {
             pack_data(&sb, i, "grouped");
             evl_event_in ev = {.type = types[i % 3], .data = sb.data, .data_len = sb.size,
                                .meta = i % 3 == 0 ? actor : NULL, .meta_len = sizeof actor};
+            if (i % 100 == 0) {
+                memset(cid[i / 100], 0x5a, 16);
+                cid[i / 100][0] = (uint8_t)(i / 100 * 97);
+                cid[i / 100][15] = (uint8_t)i;
+                ev.id = cid[i / 100];
+            }
             evl_stream_in in = {.stream = names[i % 6], .expected = EVL_REV_ANY, .events = &ev, .n_events = 1};
             evl_append_result res;
             OK(evl_log_append(log, &in, 1, &res));
@@ -364,6 +374,16 @@ int main(void) {
             CHECK(rev == 200);
             OK(evl_log_stream_revision(log, "gg", &rev));
             CHECK(rev == 199);
+            for (int i = 0; i < 1200; i += 100) { /* the ids index holds them: a retry is a repeat */
+                pack_data(&sb, i, "grouped");
+                evl_append_result res;
+                evl_event_in ev = {.type = types[i % 3], .id = cid[i / 100], .data = sb.data, .data_len = sb.size,
+                                   .meta = i % 3 == 0 ? actor : NULL, .meta_len = sizeof actor};
+                evl_stream_in in = {.stream = names[i % 6], .expected = EVL_REV_ANY, .events = &ev, .n_events = 1};
+                OK(evl_log_append(log, &in, 1, &res));
+                CHECK(res.idempotent && res.acks[0].position == (uint64_t)i + 2);
+                evl_free(res.acks);
+            }
             evl_log_close(log);
         }
         for (uint64_t p = 1; p <= 1201; p++) evl_free(gref[p].p);
