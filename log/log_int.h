@@ -38,8 +38,11 @@ typedef struct evl_idbuf evl_idbuf;
 #define EVL_IX_GROUPS 5
 
 /* One group, journaled: its frame (header, then per record be32 length and
- * the record) and, for the pending tables, per event its id (16 bytes), its
- * stream name's length (1 byte) and name.  One allocation. */
+ * the record) and, for the pending tables, per event its id (16 bytes),
+ * flags (1 byte: SIDE_GENERATED), its stream name's length (1 byte) and
+ * name.  One allocation. */
+#define EVL_SIDE_HDR 18
+#define SIDE_GENERATED 1 /* the id was generated here, not the client's */
 typedef struct evl_jbatch {
     struct evl_jbatch *next;  /* under log->mu */
     uint64_t first, last;     /* positions */
@@ -124,6 +127,7 @@ struct evl_log {
     int64_t last_indexed_time;
     evl_sha256 *hasher;
     uint8_t chain[EVL_CHAIN_LEN]; /* h of the last record committed */
+    uint8_t gen_mark[2];      /* in every id generated since the open (writer.c find_id) */
     int64_t next_reader_check; /* monotonic ns: when to look for dead readers' slots next */
     MDB_txn *rtxn;            /* the checks' read transaction, one per group */
     evl_pmap pm_streams, pm_ids;
