@@ -3,7 +3,9 @@
  * The writer acknowledges a group once its journal frame is durable, and
  * the applier thread puts it into LMDB a little later.  Until then the
  * writer must still see those events when it checks the next groups: a
- * stream's head for expected revisions, an event id for idempotency.  Two
+ * stream's head for expected revisions, a client's event id for
+ * idempotency (the ids the writer generates are found another way, see
+ * find_id() in writer.c).  Two
  * open-addressing tables hold exactly that, keyed by bytes that live in the
  * journaled frames themselves (no copies): when the applier has put a frame
  * in LMDB the writer deletes the frame's entries that still name it, and

@@ -472,8 +472,8 @@ static int write_req(evl_log *log, group_ctx *g, evl_req *r, uint64_t *cur, int 
             b->side_len += EVL_SIDE_HDR + rs->len;
             evl_pent ie = {evl__pend_hash(side, 16), side, 16, pos, rev, rec, (uint32_t)g->rec.size};
             evl_pent se = {evl__pend_hash(rs->name, rs->len), side + EVL_SIDE_HDR, rs->len, pos, rev, NULL, 0};
-            if ((re->client_id && (rc = pend_set(g, &log->pm_ids, &ie))) || (rc = pend_set(g, &log->pm_streams, &se)))
-                return rc;
+            if (re->client_id && (rc = pend_set(g, &log->pm_ids, &ie))) return rc;
+            if ((rc = pend_set(g, &log->pm_streams, &se))) return rc;
             r->res.acks[e].position = pos;
             r->res.acks[e].revision = rev;
         }
@@ -533,9 +533,10 @@ static void reclaim(evl_log *log) {
         if (!b) return;
         const uint8_t *side = b->side;
         for (uint64_t pos = b->first; pos <= b->last; pos++) {
+            const uint8_t *name = side + EVL_SIDE_HDR;
             if (!(side[16] & SIDE_GENERATED)) evl__pend_del(&log->pm_ids, side, 16, evl__pend_hash(side, 16), pos);
-            evl__pend_del(&log->pm_streams, side + EVL_SIDE_HDR, side[17], evl__pend_hash(side + EVL_SIDE_HDR, side[17]), pos);
-            side += EVL_SIDE_HDR + side[17];
+            evl__pend_del(&log->pm_streams, name, side[17], evl__pend_hash(name, side[17]), pos);
+            side = name + side[17];
         }
         log->pend_bytes -= b->cap;
         log->pend_need -= b->need;
