@@ -7,11 +7,11 @@
  * acknowledgement wait for it, so read-your-writes holds).  Commits are
  * large, so LMDB writes each touched index page once for many events.
  *
- * A commit that fails for want of space (map full, ENOSPC) leaves the frames
- * queued and is retried on a clock (EVL_APPLY_RETRY_NS), and at once when an
- * append comes in: the writer refuses that append with EVL_EFULL only if
- * the retry it asked for found no room either, so the first append after
- * space is freed succeeds.  Nothing acknowledged is lost: the frames are
+ * A commit that fails for want of space (map full, ENOSPC) or of memory
+ * leaves the frames queued and is retried on a clock (EVL_APPLY_RETRY_NS),
+ * and at once when an append comes in: the writer refuses that append with
+ * EVL_EFULL (EVL_ENOMEM) only if the retry it asked for failed too, so the
+ * first append after space or memory is freed succeeds.  Nothing acknowledged is lost: the frames are
  * durable in the journal and a later open applies them.  Any other failure
  * makes the log read-only, as a failed commit always did.
  *
@@ -366,7 +366,9 @@ static void *applier_main(void *arg) {
                 next_flush = evl__mono_ns() + flush_ns;
                 pthread_mutex_lock(&log->mu);
             }
-        } else if (rc == EVL_EFULL) {
+        } else if (rc == EVL_EFULL || rc == EVL_ENOMEM) {
+            /* both pass: space is freed, memory too (the index groups
+             * allocate as a transaction grows); retried like a full disk */
             log->apply_err = rc;
             log->a_tries++;
             retry_at = evl__mono_ns() + EVL_APPLY_RETRY_NS;
