@@ -8,6 +8,7 @@
 #ifndef EVL_COMMON_INT_H
 #define EVL_COMMON_INT_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +76,18 @@ int evl__sha256_once(const void *p, size_t n, uint8_t out[EVL_SHA256_LEN]);
 int evl__sha256_begin(evl_sha256 *h);
 int evl__sha256_add(evl_sha256 *h, const void *p, size_t n);
 int evl__sha256_end(evl_sha256 *h, uint8_t out[EVL_SHA256_LEN]);
+
+/* Random bytes for generated ids, drawn from the kernel 4 KiB at a time
+ * (uuid.c says why).  Thread-safe. */
+typedef struct evl_rndpool {
+    pthread_mutex_t mu;
+    size_t used;
+    uint8_t buf[4096];
+} evl_rndpool;
+void evl__rnd_init(evl_rndpool *p);
+void evl__rnd_destroy(evl_rndpool *p);
+/* @p n UUIDv7 (RFC 9562) of the current millisecond, random bits from @p p. */
+void evl__uuid_v7_pool(evl_rndpool *p, uint8_t (*out)[16], size_t n);
 
 /* Wall clock in ns since the epoch; monotonic clock in ns. */
 int64_t evl__now_ns(void);

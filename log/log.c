@@ -182,6 +182,7 @@ int evl_log_open(const char *dir, const evl_log_options *opt, evl_log **out) {
     pthread_mutex_init(&log->mu, NULL);
     pthread_mutex_init(&log->watch_mu, NULL);
     pthread_mutex_init(&log->ino_mu, NULL);
+    evl__rnd_init(&log->rnd);
     pthread_cond_init(&log->queue_cv, NULL);
     {
         /* evl_log_wait() uses timed waits: measure them on the monotonic clock */
@@ -278,6 +279,7 @@ void evl_log_close(evl_log *log) {
     pthread_mutex_destroy(&log->mu);
     pthread_mutex_destroy(&log->watch_mu);
     pthread_mutex_destroy(&log->ino_mu);
+    evl__rnd_destroy(&log->rnd);
     pthread_cond_destroy(&log->queue_cv);
     pthread_cond_destroy(&log->head_cv);
     pthread_cond_destroy(&log->apply_cv);

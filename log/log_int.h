@@ -128,6 +128,7 @@ struct evl_log {
     evl_sha256 *hasher;
     uint8_t chain[EVL_CHAIN_LEN]; /* h of the last record committed */
     uint8_t gen_mark[2];      /* in every id generated since the open (writer.c find_id) */
+    evl_rndpool rnd;          /* random bits of generated ids (any appending thread) */
     int64_t next_reader_check; /* monotonic ns: when to look for dead readers' slots next */
     MDB_txn *rtxn;            /* the checks' read transaction, one per group */
     evl_pmap pm_streams, pm_ids;

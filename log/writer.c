@@ -156,7 +156,7 @@ static int build_req(evl_log *log, const evl_stream_in *in, size_t n_streams, in
         }
     }
 #undef KEEP
-    /* generated ids: a few random reads for the whole request, not one each */
+    /* generated ids: random bits from the log's pool, not a read each */
     uint8_t gen[32][16];
     size_t n_gen = sizeof gen / sizeof gen[0];
     for (size_t e = 0; e < n_events; e++) {
@@ -165,7 +165,7 @@ static int build_req(evl_log *log, const evl_stream_in *in, size_t n_streams, in
             if (n_gen == sizeof gen / sizeof gen[0]) {
                 size_t left = 0;
                 for (size_t j = e; j < n_events && left < n_gen; j++) left += !r->events[j].client_id;
-                evl_uuid_v7_n(gen + (n_gen - left), left);
+                evl__uuid_v7_pool(&log->rnd, gen + (n_gen - left), left);
                 n_gen -= left;
             }
             memcpy(re->id, gen[n_gen++], 16);

@@ -1,4 +1,5 @@
 /* CRC-32C, UUIDs and ISO-8601 time. */
+#include "common/common_int.h"
 #include "evlog/log.h"
 #include "evlog/mp.h"
 #include "test.h"
@@ -51,6 +52,21 @@ int main(void) {
         for (int j = 0; j < i; j++) CHECK(memcmp(many[i], many[j], 16) != 0);
     }
     evl_uuid_v7_n(many, 0); /* nothing to do, nothing touched */
+
+    /* ids from the log's random pool: 1000 in odd-sized takes cross two
+     * refills of its 4 KiB (409 ids each); none alike, every one a v7 */
+    evl_rndpool pool;
+    evl__rnd_init(&pool);
+    static uint8_t pooled[1000][16];
+    for (size_t at = 0, k = 1; at < 1000; at += k, k = k % 37 + 3)
+        evl__uuid_v7_pool(&pool, pooled + at, at + k > 1000 ? 1000 - at : k);
+    int pool_ok = 1;
+    for (int i = 0; i < 1000; i++) {
+        pool_ok &= (pooled[i][6] >> 4) == 7 && (pooled[i][8] & 0xc0) == 0x80 && memcmp(pooled[i], a, 6) >= 0;
+        for (int j = 0; j < i; j++) pool_ok &= memcmp(pooled[i] + 6, pooled[j] + 6, 10) != 0;
+    }
+    CHECK(pool_ok);
+    evl__rnd_destroy(&pool);
 
     /* UTF-8: the 8-bytes-at-a-time ASCII path must still see a bad or
      * multi-byte sequence at any offset, and a cut one at the very end */
