@@ -80,7 +80,7 @@ static long field_line(const char *p, const char *e, srv_h1_head *h) {
     const char *q = p;
     while (q < e && is_tchar((unsigned char)*q)) q++;
     if (q == p || q == e || *q != ':') return -400; /* also a folded line: it starts with a space */
-    if (h->n_field == SRV_H1_MAX_FIELDS) return -431;
+    if (h->n_field == h->cap_field) return SRV_H1_MORE_FIELDS;
     srv_h1_field *f = &h->field[h->n_field++];
     f->name = p;
     f->name_len = (size_t)(q - p);
@@ -142,7 +142,11 @@ long evl__srv_h1_head(const char *buf, size_t len, size_t max, size_t *scanned, 
     size_t end = head_end(buf, len, start, scanned);
     if (!end) return len > max ? -431 : 0;
     if (end > max) return -431;
+    srv_h1_field *field = h->field;
+    size_t cap = h->cap_field;
     memset(h, 0, sizeof *h);
+    h->field = field;
+    h->cap_field = cap;
     const char *p = buf + start, *stop = buf + end, *next;
     const char *e = line_end(p, stop, &next);
     long rc = e ? request_line(p, e, h) : -400;

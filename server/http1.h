@@ -16,7 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SRV_H1_MAX_FIELDS 64
+/* evl__srv_h1_head()'s answer when the head has more fields than the
+ * caller gave it room for: grow srv_h1_head.field and call it again. */
+#define SRV_H1_MORE_FIELDS (-1)
 
 typedef struct srv_h1_field {
     const char *name, *value;      /* value without surrounding spaces */
@@ -27,8 +29,8 @@ typedef struct srv_h1_head {
     const char *method, *target;   /* slices of the buffer */
     size_t method_len, target_len;
     int minor;                     /* HTTP/1.<minor>: 0 or 1 */
-    srv_h1_field field[SRV_H1_MAX_FIELDS];
-    size_t n_field;
+    srv_h1_field *field;           /* the caller's, cap_field entries */
+    size_t cap_field, n_field;
     /* what the fields say about framing and the connection */
     int chunked;                   /* Transfer-Encoding: chunked */
     uint64_t content_length;       /* 0 when there is no Content-Length */
@@ -40,13 +42,16 @@ typedef struct srv_h1_head {
  * @p max bounds the head (request line, fields, empty line).  @p scanned
  * (0 for a new request) keeps how far the search for the head's end got, so
  * that a head arriving a byte at a time is not scanned again each time.
+ * Set h->field and h->cap_field before the call; the rest of @p h is set.
  * @return the head's length in bytes, its empty line included, when it is
  *   whole; 0 when more bytes are needed (and fewer than @p max are there);
- *   or minus an HTTP status:
+ *   SRV_H1_MORE_FIELDS when the fields do not fit in h->field (a head of
+ *   @p max bytes can hold about max / 3 of them: "A:" lines); or minus an
+ *   HTTP status:
  *   -400 malformed (bad request line or field, a NUL, a bare CR, a folded
  *        line, Content-Length that is not one decimal number, both
  *        Content-Length and Transfer-Encoding),
- *   -431 longer than @p max, or more than SRV_H1_MAX_FIELDS fields,
+ *   -431 longer than @p max,
  *   -501 a transfer coding other than chunked,
  *   -505 a version other than HTTP/1.0 and HTTP/1.1,
  *   -417 an Expect other than 100-continue.
