@@ -1,5 +1,5 @@
-/* Fuzz server/http1.c, the request head parser and chunked decoder of the
- * HTTP layer that is to replace evhttp: bytes straight from a client.
+/* Fuzz server/http1.c, the request head parser and chunked decoder of
+ * evlogd's HTTP layer: bytes straight from a client.
  *
  * Input: one byte choosing the head bound and the feed step, then the
  * request.  Checked beyond "no crash": the head parsed whole and parsed as

@@ -399,15 +399,22 @@ void evl__applier_stop(evl_log *log) {
     pthread_cond_broadcast(&log->apply_cv);
     pthread_mutex_unlock(&log->mu);
     pthread_join(log->applier, NULL);
+    pthread_mutex_lock(&log->mu);
     log->applier_started = 0;
+    pthread_cond_broadcast(&log->head_cv); /* a read barrier waiting out a retry */
+    pthread_mutex_unlock(&log->mu);
 }
 
 void evl__read_barrier(evl_log *log) {
     if (log->opt.read_only) return;
     uint64_t want = atomic_load(&log->durable);
     if (atomic_load(&log->head) >= want) return;
+    /* A transaction that ran out of memory is retried shortly: wait for it,
+     * or a read right after an acknowledged append would miss it.  A full
+     * disk may last: reads then go on with what LMDB holds. */
     pthread_mutex_lock(&log->mu);
-    while (atomic_load(&log->head) < want && !log->apply_err && !log->a_dead && log->applier_started)
+    while (atomic_load(&log->head) < want && (!log->apply_err || log->apply_err == EVL_ENOMEM) &&
+           !log->a_dead && log->applier_started)
         pthread_cond_wait(&log->head_cv, &log->mu);
     pthread_mutex_unlock(&log->mu);
 }

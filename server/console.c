@@ -26,14 +26,14 @@ static const srv_asset *find(const char *name) {
 }
 
 static void serve(srv_req *q, const srv_asset *a) {
-    struct evkeyvalq *out = evhttp_request_get_output_headers(q->rsp.req);
-    evhttp_add_header(out, "ETag", a->etag);
+    srv_hreq *out = q->rsp.req;
+    evl__srv_add_header(out, "ETag", a->etag);
     /* revalidate on every load: a new evlogd may serve a new console */
-    evhttp_add_header(out, "Cache-Control", "no-cache");
-    evhttp_add_header(out, "X-Content-Type-Options", "nosniff");
-    evhttp_add_header(out, "Referrer-Policy", "no-referrer");
-    if (!strncmp(a->ctype, "text/html", 9)) evhttp_add_header(out, "Content-Security-Policy", csp);
-    const char *inm = evhttp_find_header(evhttp_request_get_input_headers(q->rsp.req), "If-None-Match");
+    evl__srv_add_header(out, "Cache-Control", "no-cache");
+    evl__srv_add_header(out, "X-Content-Type-Options", "nosniff");
+    evl__srv_add_header(out, "Referrer-Policy", "no-referrer");
+    if (!strncmp(a->ctype, "text/html", 9)) evl__srv_add_header(out, "Content-Security-Policy", csp);
+    const char *inm = evl__srv_hdr(q->rsp.req, "If-None-Match");
     if (inm && strstr(inm, a->etag)) {
         evl__srv_reply(&q->rsp, 304, NULL, NULL);
         return;

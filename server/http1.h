@@ -1,9 +1,9 @@
 /* HTTP/1.1 request heads and chunked bodies (RFC 9112), parsed in place.
  *
- * The first piece of the HTTP layer that is to replace libevent's evhttp in
- * evlogd (bench/README.md, "Where evlog falls short (session 8)": evhttp's
- * epoll_ctl calls, allocations and header parsing cost about 10 µs of CPU
- * per request, measured by bench/http/floor.c).  Nothing here allocates or
+ * The parsing half of evlogd's HTTP layer (conn.c is the connections),
+ * which replaced libevent's evhttp: evhttp's epoll_ctl calls, allocations
+ * and header parsing cost about 10 µs of CPU per request (bench/http/floor.c,
+ * bench/README.md "Where evlog falls short").  Nothing here allocates or
  * copies: a head is a set of slices of the caller's buffer, valid while the
  * buffer is.  Nothing here does I/O either, so each function can be called
  * again as more bytes arrive, and fuzzed on its own (fuzz/fuzz_http1.c).

@@ -125,7 +125,7 @@ void evl__srv_problem(const srv_rsp *r, int code, const char *slug, json_t *extr
         free(s); /* jansson allocates with malloc */
     }
     if (code == 401)
-        evhttp_add_header(evhttp_request_get_output_headers(r->req), "WWW-Authenticate",
+        evl__srv_add_header(r->req, "WWW-Authenticate",
                           "Bearer realm=\"evlog\"");
     evl__srv_reply(r, code, "application/problem+json", b);
     if (b) evbuffer_free(b);

@@ -14,11 +14,10 @@ void evl__srv_count(srv_worker *w, int code) {
 }
 
 void evl__srv_reply(const srv_rsp *r, int code, const char *ctype, struct evbuffer *body) {
-    struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
-    if (ctype) evhttp_add_header(h, "Content-Type", ctype);
-    if (r->w->stopping) evhttp_add_header(h, "Connection", "close"); /* let the drain finish */
+    if (ctype) evl__srv_add_header(r->req, "Content-Type", ctype);
+    if (r->w->stopping) evl__srv_add_header(r->req, "Connection", "close"); /* let the drain finish */
     evl__srv_count(r->w, code);
-    evhttp_send_reply(r->req, code, evl__srv_reason(code), body);
+    evl__srv_send(r->req, code, body);
 }
 
 static int add_cb(const char *p, size_t n, void *arg) {
@@ -76,10 +75,9 @@ int evl__srv_flag(const srv_req *q, const char *name) {
     return !*v || !strcmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "yes");
 }
 
-const uint8_t *evl__srv_body(struct evhttp_request *req, size_t *len) {
-    struct evbuffer *b = evhttp_request_get_input_buffer(req);
-    *len = evbuffer_get_length(b);
-    return *len ? evbuffer_pullup(b, -1) : (const uint8_t *)"";
+const uint8_t *evl__srv_body(const srv_hreq *req, size_t *len) {
+    *len = req->body_len;
+    return *len ? req->body : (const uint8_t *)"";
 }
 
 static int is_msgpack_type(const char *v) {
@@ -88,8 +86,8 @@ static int is_msgpack_type(const char *v) {
     return !strncasecmp(v, "application/msgpack", 19) || !strncasecmp(v, "application/x-msgpack", 21);
 }
 
-int evl__srv_body_is_mp(struct evhttp_request *req) {
-    return is_msgpack_type(evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type"));
+int evl__srv_body_is_mp(const srv_hreq *req) {
+    return is_msgpack_type(evl__srv_hdr(req, "Content-Type"));
 }
 
 /* -------------------------------------------------------------- events */

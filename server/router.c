@@ -55,11 +55,11 @@ static void allow_header(srv_req *q, const route *r) {
     char allow[64] = "OPTIONS";
     if (r->get) strcat(allow, ", GET, HEAD");
     if (r->post) strcat(allow, ", POST");
-    evhttp_add_header(evhttp_request_get_output_headers(q->rsp.req), "Allow", allow);
+    evl__srv_add_header(q->rsp.req, "Allow", allow);
 }
 
 static const char *bearer(srv_req *q, const route *r) {
-    const char *h = evhttp_find_header(evhttp_request_get_input_headers(q->rsp.req), "Authorization");
+    const char *h = evl__srv_hdr(q->rsp.req, "Authorization");
     if (h) {
         while (*h == ' ') h++;
         if (!strncasecmp(h, "Bearer ", 7)) {
@@ -96,31 +96,26 @@ static int authorize(srv_req *q, const route *r, srv_role need) {
 static void dispatch(srv_req *q) {
     srv_worker *w = q->rsp.w;
     const evl_srv_config *cfg = &w->srv->cfg;
-    struct evkeyvalq *out = evhttp_request_get_output_headers(q->rsp.req);
+    srv_hreq *out = q->rsp.req;
     if (q->conn && q->conn->over_cap) {
-        evhttp_add_header(out, "Connection", "close");
-        evhttp_add_header(out, "Retry-After", "1");
+        evl__srv_add_header(out, "Connection", "close");
+        evl__srv_add_header(out, "Retry-After", "1");
         evl__srv_problem(&q->rsp, 503, "too-many-connections", NULL,
                          "the server has %u connections open, its limit", cfg->max_connections);
-        return;
-    }
-    if (q->conn && q->conn->head_nul) {
-        evhttp_add_header(out, "Connection", "close");
-        evl__srv_problem(&q->rsp, 400, "bad-request", NULL, "the request head has a NUL byte");
         return;
     }
     if (w->stopping) {
         evl__srv_problem(&q->rsp, 503, "shutting-down", NULL, "the server is shutting down");
         return;
     }
-    const char *uri = evhttp_request_get_uri(q->rsp.req);
+    const char *uri = q->rsp.req->uri;
     if (strlen(uri) > cfg->max_uri) {
         evl__srv_problem(&q->rsp, 414, "uri-too-long", NULL,
                          "the request target has %zu bytes; the limit is %zu", strlen(uri),
                          cfg->max_uri);
         return;
     }
-    const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(q->rsp.req);
+    const struct evhttp_uri *u = q->rsp.req->u;
     const char *qs = u ? evhttp_uri_get_query(u) : NULL;
     int rc = u ? evl__srv_split_path(q, evhttp_uri_get_path(u)) : EVL_ENOTFOUND;
     if (rc == EVL_EINVAL) {
@@ -177,16 +172,15 @@ static void dispatch(srv_req *q) {
     h(q);
 }
 
-void evl__srv_handle(struct evhttp_request *req, void *arg) {
+void evl__srv_handle(srv_hreq *req, srv_worker *w) {
     srv_req q;
     memset(&q, 0, sizeof q);
-    q.rsp.w = arg;
+    q.rsp.w = w;
     q.rsp.req = req;
     q.rsp.t0 = evl__srv_mono_ns();
-    q.conn = evl__srv_conn_of(arg, req);
-    if (q.conn) evl__srv_conn_handling(q.conn, req);
-    q.method = evhttp_request_get_command(req);
-    const char *accept = evhttp_find_header(evhttp_request_get_input_headers(req), "Accept");
+    q.conn = req->conn;
+    q.method = req->method;
+    const char *accept = evl__srv_hdr(req, "Accept");
     q.rsp.want_mp = accept && strstr(accept, "msgpack") != NULL;
     dispatch(&q);
     evl__srv_req_release(&q);

@@ -174,7 +174,7 @@ static void answer_ok(append_ctx *c) {
     if (c->n_acks) {
         char loc[48];
         snprintf(loc, sizeof loc, "/events/%" PRIu64, c->acks[0].position);
-        evhttp_add_header(evhttp_request_get_output_headers(c->rsp.req), "Location", loc);
+        evl__srv_add_header(c->rsp.req, "Location", loc);
     }
     evl__srv_reply(&c->rsp, c->idempotent ? 200 : 201,
                    c->rsp.want_mp ? "application/msgpack" : "application/json", eb);
@@ -320,7 +320,7 @@ static void submit(srv_req *q, srv_batch *b, int rc) {
 }
 
 static int expected_of(srv_req *q, uint64_t *out) {
-    const char *h = evhttp_find_header(evhttp_request_get_input_headers(q->rsp.req), "Expected-Revision");
+    const char *h = evl__srv_hdr(q->rsp.req, "Expected-Revision");
     const char *p = evl__srv_param(q, "expected_revision");
     const char *v = h ? h : p;
     *out = EVL_REV_ANY;

@@ -186,7 +186,7 @@ static void rebuild_accepted(pjob *p) {
         evl__srv_problem(&p->rsp, 503, "unavailable", NULL, "out of memory");
         return;
     }
-    evhttp_add_header(evhttp_request_get_output_headers(p->rsp.req), "Location", status);
+    evl__srv_add_header(p->rsp.req, "Location", status);
     evl__srv_reply_json(&p->rsp, 202, body);
     json_decref(body);
 }

@@ -49,7 +49,7 @@ static int page_add(page *p, const evl_event *ev) {
 static char *next_link(srv_req *q, uint64_t next) {
     struct evbuffer *b = evbuffer_new();
     if (!b) return NULL;
-    evbuffer_add_printf(b, "%s?", evhttp_uri_get_path(evhttp_request_get_evhttp_uri(q->rsp.req)));
+    evbuffer_add_printf(b, "%s?", evhttp_uri_get_path(q->rsp.req->u));
     for (int i = 0; i < q->n_param; i++) {
         const srv_kv *kv = &q->param[i];
         if (!strcmp(kv->key, "from")) continue;
@@ -76,7 +76,7 @@ static void page_send(page *p, srv_req *q, int has_next, uint64_t next, uint64_t
         if (lh) {
             evbuffer_add_printf(lh, "<%s>; rel=\"next\"", link);
             evbuffer_add(lh, "", 1);
-            evhttp_add_header(evhttp_request_get_output_headers(q->rsp.req), "Link",
+            evl__srv_add_header(q->rsp.req, "Link",
                               (const char *)evbuffer_pullup(lh, -1));
             evbuffer_free(lh);
         }

@@ -110,17 +110,14 @@ static void drain_cb(evutil_socket_t fd, short what, void *arg) {
     srv_worker *w = arg;
     if (!drained(w) && evl__srv_mono_ns() < w->drain_deadline) return;
     event_del(w->drain_ev);
-    evhttp_free(w->http); /* closes what is left: idle keep-alive connections */
-    w->http = NULL;
-    evl__srv_conn_free_all(w);
+    evl__srv_conn_free_all(w); /* what is left: idle keep-alive connections */
     event_base_loopexit(w->base, NULL);
 }
 
 static void stop_run(srv_worker *w, srv_msg *m) {
     evl_free(m);
     w->stopping = 1;
-    if (w->bound) evhttp_del_accept_socket(w->http, w->bound);
-    w->bound = NULL;
+    evl__srv_unlisten(w);
     evl__srv_sse_end_all(w, "server shutting down");
     /* Long enough for in-flight appends (one group commit) and replies to
      * flush; a client that does not read its answer does not hold us up. */
@@ -130,8 +127,9 @@ static void stop_run(srv_worker *w, srv_msg *m) {
 }
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg) {
-    evl__srv_conn_sweep(arg);
-    evl__srv_sse_tick(arg, evl__srv_mono_ns());
+    int64_t now = evl__srv_mono_ns();
+    evl__srv_conn_sweep(arg, now);
+    evl__srv_sse_tick(arg, now);
 }
 
 /* ----------------------------------------------------------- sockets */
@@ -246,8 +244,8 @@ static void *worker_main(void *arg) {
 
 static void worker_free(srv_worker *w) {
     if (!w) return;
-    if (w->http) evhttp_free(w->http);
     evl__srv_conn_free_all(w);
+    evl__srv_unlisten(w);
     evl__srv_ring_free(&w->ring);
     struct event *evs[] = {w->mail_ev, w->commit_ev, w->pump_ev, w->tick_ev, w->drain_ev};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
@@ -257,13 +255,11 @@ static void worker_free(srv_worker *w) {
         n = m->next;
         evl_free(m);
     }
-    evl_free(w->map.key);
-    evl_free(w->map.val);
     pthread_mutex_destroy(&w->mail_mu);
     evl_free(w);
 }
 
-/* Takes @p fd: on failure it is closed, on success evhttp owns it. */
+/* Takes @p fd: on failure it is closed, on success the worker owns it. */
 static int worker_new(evl_srv *srv, unsigned id, int fd, srv_worker **out) {
     srv_worker *w = evl_calloc(1, sizeof *w);
     if (!w) {
@@ -273,9 +269,9 @@ static int worker_new(evl_srv *srv, unsigned id, int fd, srv_worker **out) {
     w->srv = srv;
     w->id = id;
     pthread_mutex_init(&w->mail_mu, NULL);
+    w->lfd = -1;
     *out = w;
-    const evl_srv_config *c = &srv->cfg;
-    if (!(w->base = event_base_new()) || !(w->http = evhttp_new(w->base))) goto fail;
+    if (!(w->base = event_base_new())) goto fail;
     w->mail_ev = event_new(w->base, -1, 0, mail_cb, w);
     w->commit_ev = event_new(w->base, -1, 0, evl__srv_sse_commit, w);
     w->pump_ev = event_new(w->base, -1, 0, evl__srv_sse_pump, w);
@@ -284,21 +280,8 @@ static int worker_new(evl_srv *srv, unsigned id, int fd, srv_worker **out) {
     if (!w->mail_ev || !w->commit_ev || !w->pump_ev || !w->tick_ev || !w->drain_ev) goto fail;
     struct timeval second = {1, 0};
     event_add(w->tick_ev, &second);
-    /* libevent 2.1 leaves body and header sizes unbounded by default. */
-    evhttp_set_max_body_size(w->http, (ev_ssize_t)c->max_body);
-    evhttp_set_max_headers_size(w->http, (ev_ssize_t)c->max_headers);
-    /* PUT/DELETE/PATCH/OPTIONS reach the router so that it can answer 405
-     * with an Allow header; TRACE, CONNECT and the rest never do. */
-    evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
-                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                            EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
-    /* Without it a 413 is followed by a reset that can destroy it in flight. */
-    evhttp_set_flags(w->http, EVHTTP_SERVER_LINGERING_CLOSE);
-    struct timeval idle = {c->idle_timeout_ms / 1000, (c->idle_timeout_ms % 1000) * 1000};
-    evhttp_set_timeout_tv(w->http, &idle);
-    evhttp_set_bevcb(w->http, evl__srv_conn_bevcb, w);
-    evhttp_set_gencb(w->http, evl__srv_handle, w);
-    if (!(w->bound = evhttp_accept_socket_with_handle(w->http, fd))) goto fail;
+    int rc = evl__srv_listen(w, fd); /* limits and timeouts: conn.c, from srv->cfg */
+    if (rc) return rc; /* worker_free() closes fd */
     return EVL_OK;
 fail:
     close(fd);

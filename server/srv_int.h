@@ -5,7 +5,7 @@
  * files are srv_*.
  *
  * Threads and ownership:
- * - Each worker owns its event_base, its evhttp, its connections, its
+ * - Each worker owns its event_base, its listening socket, its connections, its
  *   subscribers and its ring of recent feed frames.  Only the worker's thread
  *   touches them.  Other threads reach a worker in exactly two ways: its
  *   mailbox (evl__srv_mail: a queue plus event_active) and its commit event
@@ -19,9 +19,8 @@
 #define EVLOG_SERVER_SRV_INT_H
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
+#include <event2/http.h> /* the EVHTTP_REQ_* method values and libevent's URI parser */
 #include <jansson.h>
 #include <msgpack.h>
 #include <pthread.h>
@@ -32,6 +31,7 @@
 #include "evlog/log.h"
 #include "evlog/mp.h"
 #include "evlog/proj.h"
+#include "server/http1.h"
 #include "server/srv.h"
 
 #define SRV_FMT(a, b) __attribute__((format(printf, a, b)))
@@ -147,9 +147,10 @@ void evl__srv_say(evl_srv *srv, const char *fmt, ...) SRV_FMT(2, 3);
 /* ------------------------------------------------------------ a request */
 
 /* What an answer needs; copied into asynchronous contexts. */
+typedef struct srv_hreq srv_hreq;
 typedef struct srv_rsp {
     srv_worker *w;
-    struct evhttp_request *req;
+    srv_hreq *req;
     int want_mp;                 /* Accept: application/msgpack */
     int64_t t0;                  /* monotonic ns when the request arrived */
 } srv_rsp;
@@ -164,7 +165,7 @@ typedef struct srv_kv {
 typedef struct srv_req {
     srv_rsp rsp;
     srv_conn *conn;
-    enum evhttp_cmd_type method;
+    int method;                  /* EVHTTP_REQ_* */
     const char *path;            /* raw, borrowed from the request */
     char *seg[SRV_MAX_SEGS];     /* percent-decoded path segments (owned) */
     int n_seg;
@@ -176,35 +177,74 @@ typedef struct srv_req {
 
 /* --------------------------------------------------------- connections */
 
-enum { CONN_NEW, CONN_IDLE, CONN_READING, CONN_HANDLING };
+/* One request as its handler sees it (conn.c): it lives in its connection
+ * until the answer is complete, so an asynchronous handler keeps a pointer. */
+struct srv_hreq {
+    srv_conn *conn;
+    int method;                    /* EVHTTP_REQ_* */
+    char *uri;                     /* the request target, NUL-terminated */
+    struct evhttp_uri *u;          /* the target parsed (libevent's URI parser) */
+    const uint8_t *body;           /* the whole body (decoded when chunked) */
+    size_t body_len;
+    srv_h1_head head;              /* field values NUL-terminated in place */
+    struct evbuffer *ohdr;         /* "Name: value\r\n" lines a handler added */
+    int close;                     /* a handler added Connection: close */
+};
+
+enum { CONN_IDLE, CONN_READING, CONN_HANDLING, CONN_STREAMING, CONN_CLOSING };
 
 struct srv_conn {
     srv_worker *w;
-    struct bufferevent *bev;       /* one reference is ours: the pointer stays valid */
-    struct evhttp_connection *evcon; /* known from the first request on */
-    struct event *timer;           /* request deadline, or the liveness poll */
+    int fd;                        /* -1 once closed */
+    struct event *rev, *wev, *timer;
     int state;
     int over_cap;                  /* opened above max_connections: answer 503 */
-    int rewriting;
-    int closing;                   /* evhttp will drop it: poll for that */
-    int64_t deadline;              /* monotonic ns */
-    int head_nl;                   /* request head scan: a line just ended */
-    int head_done;                 /* the head's empty line was seen */
-    int head_nul;                  /* a NUL byte in the head: answer 400 */
+    int wev_on, rev_on;
+    int in_process;                /* process() is on the stack */
+    int lingering;                 /* closing after an error: read and drop until EOF */
+    char *in;                      /* bytes read, not yet taken by a finished request */
+    size_t in_len, in_cap;
+    size_t scanned;                /* the head parser's progress */
+    size_t head_len;               /* 0: the head is not whole yet */
+    size_t raw;                    /* chunked: bytes after the head consumed so far */
+    size_t dec;                    /* chunked: decoded body bytes so far */
+    srv_h1_chunks ch;
+    size_t req_end;                /* in[0, req_end) is the request being answered */
+    srv_h1_field *fields;
+    size_t cap_fields;
+    int sent_continue;
+    struct evbuffer *out;          /* bytes for the socket, written at once when it takes them */
+    void (*drained)(void *arg);    /* a feed's: called when out has emptied */
+    void *drained_arg;
+    int chunked_out;               /* the streamed answer is chunked */
+    int64_t deadline;              /* monotonic ns: a whole request by then */
+    int64_t out_since;             /* monotonic ns: out non-empty without progress since */
+    int64_t write_timeout_ns;
+    srv_hreq req;
     srv_sub *sub;                  /* the feed this connection carries, if any */
     srv_conn *prev, *next;
 };
 
-struct bufferevent *evl__srv_conn_bevcb(struct event_base *base, void *arg);
-/* The connection a request arrived on (never NULL for our listeners). */
-srv_conn *evl__srv_conn_of(srv_worker *w, struct evhttp_request *req);
-/* Called when our handler takes a request: the deadline stops. */
-void evl__srv_conn_handling(srv_conn *c, struct evhttp_request *req);
+/* Accept connections on @p fd (a listening socket the worker now owns). */
+int evl__srv_listen(srv_worker *w, int fd);
+void evl__srv_unlisten(srv_worker *w);
 void evl__srv_conn_free_all(srv_worker *w);
-/* Release the connections evhttp has closed without telling us. */
-void evl__srv_conn_sweep(srv_worker *w);
+/* Once a second: write timeouts. */
+void evl__srv_conn_sweep(srv_worker *w, int64_t now);
 /* Bytes queued on the connection's output. */
 size_t evl__srv_conn_queued(srv_conn *c);
+
+/* Request fields and answers (conn.c). */
+const char *evl__srv_hdr(const srv_hreq *r, const char *name);
+void evl__srv_add_header(srv_hreq *r, const char *name, const char *value);
+/* The whole answer: status, the headers added, Content-Length, @p body
+ * (may be NULL; emptied).  The request is done after it. */
+void evl__srv_send(srv_hreq *r, int code, struct evbuffer *body);
+/* A streamed answer: the head, then chunks, then the end.  @p drained (may
+ * be NULL) is called once the chunk and everything before it are written. */
+void evl__srv_stream_start(srv_hreq *r, int code);
+void evl__srv_stream_chunk(srv_hreq *r, struct evbuffer *buf, void (*drained)(void *arg), void *arg);
+void evl__srv_stream_end(srv_hreq *r);
 
 /* ---------------------------------------------------------------- feeds */
 
@@ -234,19 +274,17 @@ struct srv_worker {
     pthread_t thread;
     int started;
     struct event_base *base;
-    struct evhttp *http;
-    struct evhttp_bound_socket *bound;
+    int lfd;                       /* listening socket; -1 once stopped */
+    struct event *accept_ev;
     struct event *mail_ev, *commit_ev, *pump_ev, *tick_ev, *drain_ev;
     pthread_mutex_t mail_mu;
     srv_msg *mail_head, *mail_tail;
     srv_conn *conns;               /* every open connection of this worker */
-    struct conn_map {              /* bufferevent -> connection, open addressing */
-        struct bufferevent **key;
-        srv_conn **val;
-        size_t cap, n;
-    } map;
+    char date[40];                 /* the Date header's value, for date_at */
+    int64_t date_at;               /* wall clock second */
     srv_sub *subs;                 /* every feed */
     srv_sub *pump_head, *pump_tail;/* feeds to read from the log */
+    int pumping;                   /* evl__srv_sse_pump() is running */
     srv_ring ring;
     unsigned inflight;             /* appends and pool jobs not answered yet */
     int stopping;
@@ -290,9 +328,9 @@ int evl__srv_u64(const char *s, uint64_t *v);
 /* A boolean flag: present with no value, 1, true, yes. */
 int evl__srv_flag(const srv_req *q, const char *name);
 /* The body as one contiguous buffer (borrowed from the request). */
-const uint8_t *evl__srv_body(struct evhttp_request *req, size_t *len);
+const uint8_t *evl__srv_body(const srv_hreq *req, size_t *len);
 /* Content-Type of the request is application/msgpack. */
-int evl__srv_body_is_mp(struct evhttp_request *req);
+int evl__srv_body_is_mp(const srv_hreq *req);
 
 /* Events out: JSON text (one compact object) or msgpack (one map). */
 int evl__srv_event_json(const evl_event *ev, struct evbuffer *out);
@@ -300,7 +338,7 @@ int evl__srv_event_mp(const evl_event *ev, msgpack_packer *pk);
 
 /* ------------------------------------------------------------- routes */
 
-void evl__srv_handle(struct evhttp_request *req, void *arg);
+void evl__srv_handle(srv_hreq *req, srv_worker *w);
 
 void evl__srv_append_stream(srv_req *q);
 void evl__srv_append_multi(srv_req *q);
@@ -332,8 +370,6 @@ void evl__srv_sse_pump(evutil_socket_t fd, short what, void *arg);
 void evl__srv_sse_tick(srv_worker *w, int64_t now);
 /* The connection of a feed closed: forget the feed. */
 void evl__srv_sse_closed(srv_sub *s);
-/* evhttp finished (and freed) the feed's request on its own. */
-void evl__srv_sse_done(srv_sub *s);
 /* Server stopping: end every feed with a closing comment. */
 void evl__srv_sse_end_all(srv_worker *w, const char *why);
 void evl__srv_ring_free(srv_ring *r);

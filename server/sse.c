@@ -38,7 +38,7 @@
 struct srv_sub {
     srv_worker *w;
     srv_conn *conn;
-    struct evhttp_request *req;
+    srv_hreq *req;
     char *type, *category, *stream; /* filters; NULL: any */
     char *actor, *corr;             /* meta.actor, meta.correlation_id: NULL any */
     size_t category_len;
@@ -183,7 +183,7 @@ static void enqueue(srv_sub *s) {
     if (w->pump_tail) w->pump_tail->qnext = s;
     else w->pump_head = s;
     w->pump_tail = s;
-    event_active(w->pump_ev, EV_READ, 0);
+    if (!w->pumping) event_active(w->pump_ev, EV_READ, 0); /* the pump re-arms itself */
 }
 
 static void unqueue(srv_sub *s) {
@@ -199,13 +199,13 @@ static void unqueue(srv_sub *s) {
     s->queued = 0;
 }
 
-static void on_drained(struct evhttp_connection *evcon, void *arg);
+static void on_drained(void *arg);
 static void end_sub(srv_sub *s, const char *why);
 
 static void send_buf(srv_sub *s, struct evbuffer *buf, size_t frames) {
     if (!evbuffer_get_length(buf)) return;
     atomic_fetch_add_explicit(&s->w->st.events_sent, frames, memory_order_relaxed);
-    evhttp_send_reply_chunk_with_cb(s->req, buf, on_drained, s);
+    evl__srv_stream_chunk(s->req, buf, on_drained, s);
 }
 
 /* Read the next batch for @p s from the log (it is behind the ring).
@@ -266,7 +266,7 @@ static void feed(srv_sub *s, uint64_t head) {
     evbuffer_free(buf);
 }
 
-static void on_drained(struct evhttp_connection *evcon, void *arg) {
+static void on_drained(void *arg) {
     srv_sub *s = arg;
     feed(s, evl_log_head(s->w->srv->log));
 }
@@ -282,10 +282,14 @@ void evl__srv_sse_commit(evutil_socket_t fd, short what, void *arg) {
 void evl__srv_sse_pump(evutil_socket_t fd, short what, void *arg) {
     srv_worker *w = arg;
     uint64_t head = evl_log_head(w->srv->log);
+    int moved = 0;
+    w->pumping = 1;
     for (int turn = 0; turn < PUMP_BUDGET && w->pump_head; turn++) {
         srv_sub *s = w->pump_head;
         unqueue(s);
+        uint64_t was = s->pos;
         int rc = catch_up(s, head);
+        moved |= s->pos != was;
         if (rc) {
             char why[160];
             snprintf(why, sizeof why, "reading the log failed: %s", evl_strerror(rc));
@@ -294,7 +298,12 @@ void evl__srv_sse_pump(evutil_socket_t fd, short what, void *arg) {
         }
         feed(s, head); /* caught up with the ring, or queued again */
     }
-    if (w->pump_head) event_active(w->pump_ev, EV_READ, 0); /* let the loop breathe first */
+    w->pumping = 0;
+    /* More to do: after the loop has polled its sockets (an event activated
+     * from its own callback would run again before any of them), and not
+     * at once when nothing moved (a read that failed for want of memory). */
+    struct timeval soon = {0, moved ? 0 : 10000};
+    if (w->pump_head) event_add(w->pump_ev, &soon);
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -319,35 +328,25 @@ static void unlink_sub(srv_sub *s) {
     evl_free(s);
 }
 
-/* End the response with a comment saying why; evhttp finishes the request
- * (and closes the connection: the feed was sent with Connection: close). */
+/* End the response with a comment saying why, and the connection with it
+ * (the feed was sent with Connection: close). */
 static void end_sub(srv_sub *s, const char *why) {
     struct evbuffer *b = evbuffer_new();
     if (b) {
         evbuffer_add_printf(b, ": evlog: closing: %s\n\n", why);
-        evhttp_send_reply_chunk(s->req, b);
+        evl__srv_stream_chunk(s->req, b, NULL, NULL);
         evbuffer_free(b);
     }
-    struct evhttp_request *req = s->req;
+    srv_hreq *req = s->req;
     unlink_sub(s);
-    evhttp_send_reply_end(req);
+    evl__srv_stream_end(req);
 }
 
 void evl__srv_sse_end_all(srv_worker *w, const char *why) {
     while (w->subs) end_sub(w->subs, why);
 }
 
-void evl__srv_sse_closed(srv_sub *s) {
-    /* Still attached: evhttp frees it with the connection.  Detached (the
-     * client went away mid-response): it is ours to free. */
-    if (s->req && !evhttp_request_get_connection(s->req)) evhttp_request_free(s->req);
-    unlink_sub(s);
-}
-
-void evl__srv_sse_done(srv_sub *s) {
-    s->req = NULL; /* evhttp completed and freed it */
-    unlink_sub(s);
-}
+void evl__srv_sse_closed(srv_sub *s) { unlink_sub(s); }
 
 void evl__srv_sse_tick(srv_worker *w, int64_t now) {
     const evl_srv_config *cfg = &w->srv->cfg;
@@ -364,7 +363,7 @@ void evl__srv_sse_tick(srv_worker *w, int64_t now) {
                 struct evbuffer *b = evbuffer_new();
                 if (b) {
                     evbuffer_add(b, ": heartbeat\n\n", 13);
-                    evhttp_send_reply_chunk_with_cb(s->req, b, on_drained, s);
+                    evl__srv_stream_chunk(s->req, b, on_drained, s);
                     evbuffer_free(b);
                 }
             }
@@ -401,7 +400,7 @@ void evl__srv_subscribe(srv_req *q) {
     const evl_srv_config *cfg = &w->srv->cfg;
     uint64_t head = evl_log_head(w->srv->log), pos = 0;
     const char *from = evl__srv_param(q, "from");
-    const char *last = evhttp_find_header(evhttp_request_get_input_headers(q->rsp.req), "Last-Event-ID");
+    const char *last = evl__srv_hdr(q->rsp.req, "Last-Event-ID");
     if (last) { /* a reconnecting EventSource: resume after the last event it got */
         if (evl__srv_u64(last, &pos)) {
             evl__srv_problem(&q->rsp, 400, "bad-request", NULL,
@@ -450,17 +449,15 @@ void evl__srv_subscribe(srv_req *q) {
         evl__srv_problem(&q->rsp, 503, "unavailable", NULL, "out of memory");
         return;
     }
-    struct evkeyvalq *h = evhttp_request_get_output_headers(s->req);
-    evhttp_add_header(h, "Content-Type", "text/event-stream");
-    evhttp_add_header(h, "Cache-Control", "no-cache");
-    evhttp_add_header(h, "X-Accel-Buffering", "no");
-    evhttp_add_header(h, "Connection", "close");
+    evl__srv_add_header(s->req, "Content-Type", "text/event-stream");
+    evl__srv_add_header(s->req, "Cache-Control", "no-cache");
+    evl__srv_add_header(s->req, "X-Accel-Buffering", "no");
+    evl__srv_add_header(s->req, "Connection", "close");
     evl__srv_count(w, 200);
-    evhttp_send_reply_start(s->req, 200, "OK");
+    evl__srv_stream_start(s->req, 200);
     /* A feed is read-idle by nature: no read timeout.  The write timeout
      * catches a peer that vanished without a FIN, after the stall policy. */
-    struct timeval wt = {cfg->sse_stall_ms / 1000 + 10, 0};
-    bufferevent_set_timeouts(q->conn->bev, NULL, &wt);
+    q->conn->write_timeout_ns = ((int64_t)cfg->sse_stall_ms + 10000) * 1000000;
     q->conn->sub = s;
     s->next = w->subs;
     if (w->subs) w->subs->prev = s;
@@ -470,7 +467,7 @@ void evl__srv_subscribe(srv_req *q) {
     if (b) {
         evbuffer_add_printf(b, ": evlog feed after position %" PRIu64 " (head %" PRIu64 ")\nretry: %u\n\n",
                             pos, head, cfg->sse_retry_ms);
-        evhttp_send_reply_chunk_with_cb(s->req, b, on_drained, s);
+        evl__srv_stream_chunk(s->req, b, on_drained, s);
         evbuffer_free(b);
     }
     feed(s, head);

@@ -229,15 +229,15 @@ BAD_REQUESTS = [
     ("URI over --max-uri", req(b"GET", b"/events?x=" + b"z" * 9000, [], None), 414),
     ("a header over --max-headers", req(b"GET", b"/events", [(b"X-Big", b"y" * 40000)], None), 400),
     ("10k headers", req(b"GET", b"/events", [(b"X-H%d" % i, b"v") for i in range(10000)], None), 400),
-    # --max-headers bounds bytes, not lines: 10k 3-byte headers fit in 32K
-    ("10k tiny headers within --max-headers", req(b"GET", b"/events", [(b"A", b"") for _ in range(10000)], None), 200),
+    # --max-headers bounds the head's bytes, not its lines: 6000 headers of
+    # 5 bytes ("A: " and CRLF) fit in 32K
+    ("6000 tiny headers within --max-headers", req(b"GET", b"/events", [(b"A", b"") for _ in range(6000)], None), 200),
     ("a request line without a version", b"GET /events\r\n\r\n", 400),
     ("an unknown method", req(b"BREW", b"/events", [], None), 501),
     ("a method a route does not take", req(b"PUT", b"/events", [], b""), 405),
     ("a negative Content-Length", b"POST /streams/t-1 HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", 400),
-    # libevent drops the connection without an answer: no status at all
     ("a Content-Length of 2^64", b"POST /streams/t-1 HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551616"
-                                 b"\r\n\r\n", None),
+                                 b"\r\n\r\n", 400),
     ("a chunk size of 2^64", b"POST /streams/t-1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                              b"10000000000000000\r\nx\r\n", 413),
     ("an unknown projection", req(b"POST", b"/projections/nope%00/query", [JSON], b'{"sql":"SELECT 1"}'), 400),
