@@ -5,7 +5,7 @@
 # --total N:   N seconds split evenly across the targets.
 # Targets run side by side, one per core (scripts/test.sh, i.e. CI, runs
 # each for 60 s: three minutes on two cores).
-# Targets: record json msgpack spec http (default: all).  The build is
+# Targets: record json msgpack spec http http1 (default: all).  The build is
 # build-fuzz/ (clang, -DEVL_FUZZ=ON).  Each target starts from the seeds in
 # fuzz/corpus/<t>/ and keeps what it finds in build-fuzz/corpus/<t>/ (not in
 # the repository: copy an input worth keeping into fuzz/corpus by hand).
@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
     *) break ;;
   esac
 done
-targets="${*:-record json msgpack spec http}"
+targets="${*:-record json msgpack spec http http1}"
 n=$(echo $targets | wc -w)
 [ -n "$total" ] && per=$(( total / n > 0 ? total / n : 1 ))
 sh scripts/deps.sh --fuzz
