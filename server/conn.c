@@ -428,7 +428,17 @@ void evl__srv_add_header(srv_hreq *r, const char *name, const char *value) {
         if (r->close) return; /* once is enough */
         r->close = 1;
     }
-    evbuffer_add_printf(r->ohdr, "%s: %s\r\n", name, value);
+    size_t nl = strlen(name), vl = strlen(value);
+    char line[512];
+    if (nl + vl + 4 > sizeof line) {
+        evbuffer_add_printf(r->ohdr, "%s: %s\r\n", name, value);
+        return;
+    }
+    memcpy(line, name, nl);
+    memcpy(line + nl, ": ", 2);
+    memcpy(line + nl + 2, value, vl);
+    memcpy(line + nl + 2 + vl, "\r\n", 2);
+    evbuffer_add(r->ohdr, line, nl + vl + 4); /* printf was 2-3% of a worker's CPU */
 }
 
 static const char *date_now(srv_worker *w) {
@@ -442,18 +452,50 @@ static const char *date_now(srv_worker *w) {
     return w->date;
 }
 
-/* The status line and the headers; Content-Length when @p len is not -1. */
+static size_t put_str(char *b, size_t at, const char *s) {
+    size_t n = strlen(s);
+    memcpy(b + at, s, n);
+    return at + n;
+}
+
+static size_t put_u64(char *b, size_t at, uint64_t v) {
+    char d[24];
+    size_t k = sizeof d;
+    do d[--k] = (char)('0' + v % 10); while (v /= 10);
+    memcpy(b + at, d + k, sizeof d - k);
+    return at + sizeof d - k;
+}
+
+/* The status line and the headers; Content-Length when @p len is not -1.
+ * Formatted by hand into two short runs around the handler's headers. */
 static void put_head(srv_hreq *r, int code, long long len, int chunked) {
     srv_conn *c = r->conn;
     int closing = r->close || !r->head.keep_alive || c->w->stopping;
-    evbuffer_add_printf(c->out, "HTTP/1.%d %d %s\r\n", r->head.minor, code, evl__srv_reason(code));
+    char b[256];
+    size_t n = put_str(b, 0, r->head.minor ? "HTTP/1.1 " : "HTTP/1.0 ");
+    n = put_u64(b, n, (uint64_t)code);
+    b[n++] = ' ';
+    const char *reason = evl__srv_reason(code);
+    size_t rl = strlen(reason);
+    if (rl > 100) rl = 100;
+    memcpy(b + n, reason, rl);
+    n += rl;
+    n = put_str(b, n, "\r\n");
+    evbuffer_add(c->out, b, n);
     evbuffer_add_buffer(c->out, r->ohdr);
-    evbuffer_add_printf(c->out, "Date: %s\r\n", date_now(c->w));
-    if (len >= 0) evbuffer_add_printf(c->out, "Content-Length: %lld\r\n", len);
-    if (chunked) evbuffer_add(c->out, "Transfer-Encoding: chunked\r\n", 28);
-    if (closing && !r->close) evbuffer_add(c->out, "Connection: close\r\n", 19);
-    else if (!closing && r->head.minor == 0) evbuffer_add(c->out, "Connection: keep-alive\r\n", 24);
-    evbuffer_add(c->out, "\r\n", 2);
+    n = put_str(b, 0, "Date: ");
+    n = put_str(b, n, date_now(c->w));
+    n = put_str(b, n, "\r\n");
+    if (len >= 0) {
+        n = put_str(b, n, "Content-Length: ");
+        n = put_u64(b, n, (uint64_t)len);
+        n = put_str(b, n, "\r\n");
+    }
+    if (chunked) n = put_str(b, n, "Transfer-Encoding: chunked\r\n");
+    if (closing && !r->close) n = put_str(b, n, "Connection: close\r\n");
+    else if (!closing && r->head.minor == 0) n = put_str(b, n, "Connection: keep-alive\r\n");
+    n = put_str(b, n, "\r\n");
+    evbuffer_add(c->out, b, n);
     r->close = closing;
 }
 
