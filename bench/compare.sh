@@ -16,7 +16,7 @@ say() { echo "compare: $*" >&2; }
 
 # -- packages (Debian bookworm names) -------------------------------------
 PKGS="build-essential cmake pkg-config liblmdb-dev libsqlite3-dev libmsgpack-dev libevent-dev
-libjansson-dev python3 postgresql libpq-dev nats-server libnats-dev gnuplot-nox"
+libjansson-dev python3 postgresql libpq-dev nats-server libnats-dev gnuplot-nox e2fsprogs"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -38,7 +38,6 @@ T=$(mktemp -d "${BENCH_DIR:-/var/tmp}/evlog-compare.XXXXXX")
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 PGDATA="$T/pg"
 PG_UP=""
-NATS_PID=""
 AS=""  # PostgreSQL refuses to run as root
 if [ "$(id -u)" -eq 0 ]; then
     id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
@@ -46,10 +45,10 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 cleanup() {
     [ -n "$PG_UP" ] && $AS "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true
-    if [ -n "$NATS_PID" ]; then
-        kill "$NATS_PID" 2>/dev/null || true
-        wait "$NATS_PID" 2>/dev/null || true
-    fi
+    for p in $NATS_PIDS; do
+        kill "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
     rm -rf "$T"
 }
 trap cleanup EXIT
@@ -80,41 +79,53 @@ $AS "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w start >/dev/null
 PG_UP=1
 PG="host=127.0.0.1 port=$PGPORT user=postgres dbname=postgres options='-c client_min_messages=warning'"
 
-NATSPORT=$(free_port)
-mkdir -p "$T/nats"
-NATS_FSYNC=""
-write_nats_conf() {
-    cat >"$T/nats.conf" <<EOF
-listen: 127.0.0.1:$NATSPORT
-jetstream {
-  store_dir: "$T/nats"
-  $1
+# Two JetStream servers: one as shipped (acks before any fsync: the peer of
+# evlogd --sync none) and one that puts every message on disk before its
+# ack (the peer of --sync full).  nats-server 2.10+ does that with
+# sync_interval: always; 2.9 refuses the key, and there its store directory
+# gets ext4's synchronous-updates attribute instead (chattr +S, inherited by
+# the block files JetStream makes in it): each message's write, which 2.9
+# issues before the ack, then returns only once it is on disk.
+NATS_PIDS=""
+start_nats() { # name extra-config; sets NATS_URL (not in $(...): the pid must stay ours)
+    port=$(free_port)
+    printf 'listen: 127.0.0.1:%s\njetstream {\n  store_dir: "%s"\n  %s\n}\n' \
+        "$port" "$T/$1" "$2" >"$T/$1.conf"
+    nats-server -c "$T/$1.conf" -js >"$T/$1.log" 2>&1 &
+    NATS_PIDS="$NATS_PIDS $!"
+    for _ in $(seq 100); do
+        grep -q "Server is ready" "$T/$1.log" 2>/dev/null && break
+        sleep 0.1
+    done
+    grep -q "Server is ready" "$T/$1.log" || { cat "$T/$1.log" >&2; exit 1; }
+    NATS_URL="nats://127.0.0.1:$port"
 }
-EOF
-}
-# sync_interval: always makes JetStream fsync every message (nats-server
-# 2.10 and later); older servers refuse the key, so fall back and say so.
-write_nats_conf "sync_interval: always"
-if nats-server -c "$T/nats.conf" -t >/dev/null 2>&1; then
-    NATS_FSYNC="--nats-fsync"
+mkdir -p "$T/nats" "$T/nats-durable"
+start_nats nats ""
+NATS=$NATS_URL
+printf 'listen: 127.0.0.1:1\njetstream {\n  store_dir: "%s"\n  sync_interval: always\n}\n' \
+    "$T/nats-durable" >"$T/probe.conf"
+NATS_DURABLE=""
+if nats-server -c "$T/probe.conf" -t >/dev/null 2>&1; then
+    start_nats nats-durable "sync_interval: always"
+    NATS_DURABLE="--nats-durable $NATS_URL --nats-durable-how always"
+elif chattr +S "$T/nats-durable" 2>/dev/null && lsattr -d "$T/nats-durable" | cut -d' ' -f1 | grep -q S; then
+    say "nats-server $(nats-server --version | sed 's/.* v//') has no sync_interval: its durable store directory gets chattr +S"
+    start_nats nats-durable ""
+    # the directory JetStream made at start must have inherited it
+    lsattr -d "$T/nats-durable/jetstream" | cut -d' ' -f1 | grep -q S ||
+        { say "JetStream's store did not inherit chattr +S"; exit 1; }
+    NATS_DURABLE="--nats-durable $NATS_URL --nats-durable-how sync-attr"
 else
-    say "nats-server $(nats-server --version | sed 's/.* v//') has no sync_interval: JetStream will not fsync per message"
-    write_nats_conf ""
+    say "nats-server has no sync_interval and $T takes no chattr +S: no durable JetStream in this run"
 fi
-nats-server -c "$T/nats.conf" -js >"$T/nats.log" 2>&1 &
-NATS_PID=$!
-for _ in $(seq 100); do
-    grep -q "Server is ready" "$T/nats.log" 2>/dev/null && break
-    sleep 0.1
-done
-grep -q "Server is ready" "$T/nats.log" || { cat "$T/nats.log" >&2; exit 1; }
 
 # -- run --------------------------------------------------------------------
 mkdir -p "$OUT"
-say "PostgreSQL $($PGBIN/postgres --version | sed 's/.*) //') on :$PGPORT, nats-server on :$NATSPORT, data under $T"
+say "PostgreSQL $($PGBIN/postgres --version | sed 's/.*) //') on :$PGPORT, nats-server at $NATS${NATS_DURABLE:+ and a durable one}, data under $T"
 st=0
-TMPDIR="$T" "$B/evlog-compare" --evlogd "$B/evlogd" --pg "$PG" --nats "nats://127.0.0.1:$NATSPORT" \
-    $NATS_FSYNC --json "$OUT/compare-$MODE.json" --chart "$T/chart.dat" "$@" \
+TMPDIR="$T" "$B/evlog-compare" --evlogd "$B/evlogd" --pg "$PG" --nats "$NATS" \
+    $NATS_DURABLE --json "$OUT/compare-$MODE.json" --chart "$T/chart.dat" "$@" \
     >"$OUT/compare-$MODE.txt" || st=$?
 cat "$OUT/compare-$MODE.txt"
 gnuplot -e "data='$T/chart.dat'; out='$OUT/compare-$MODE.png'" "$ROOT/bench/compare/chart.gp" ||

@@ -18,7 +18,7 @@ set grid ytics
 set key outside right top
 set size 1, 0.66
 set origin 0, 0.34
-plot for [c=2:7] data index 0 using c:xtic(1) title columnheader(c)
+plot for [c=2:8] data index 0 using c:xtic(1) title columnheader(c)
 
 unset logscale y
 set yrange [0:*]

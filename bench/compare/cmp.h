@@ -27,12 +27,19 @@ typedef struct cmp_env {
     const char *tmp;       /* base of the runs' temporary directories */
     const char *evlogd;    /* the evlogd binary */
     const char *pg;        /* libpq connection string, or NULL: no PostgreSQL */
-    const char *nats;      /* nats URL, or NULL: no NATS */
-    int nats_fsync;        /* 1: nats-server runs with sync_interval: always */
+    const char *nats;      /* nats URL (a server that acks before any fsync), or NULL */
+    const char *nats_durable; /* nats URL of a server that syncs every message, or NULL */
+    int nats_durable_how;  /* how it syncs: CMP_NATS_SYNC_INTERVAL or CMP_NATS_SYNC_ATTR */
     double seconds;        /* one timed run */
     int rounds;
     int quick;
 } cmp_env;
+
+/* sync_interval: always (nats-server 2.10+) fsyncs after each message's
+ * write; 2.9 has no such key, so its store directory gets ext4's
+ * synchronous-updates attribute (chattr +S, inherited by the files made in
+ * it) and each message's write returns only once it is on disk. */
+enum { CMP_NATS_SYNC_INTERVAL = 1, CMP_NATS_SYNC_ATTR = 2 };
 
 /** One event as every system receives it: a generated type and msgpack map. */
 typedef struct cmp_ev {
@@ -141,7 +148,7 @@ extern const cmp_sys cmp_evlog, cmp_sqlite, cmp_evlog_http, cmp_evlog_http_nosyn
 extern const cmp_sys cmp_pg;
 #endif
 #ifdef CMP_HAVE_NATS
-extern const cmp_sys cmp_nats;
+extern const cmp_sys cmp_nats, cmp_nats_durable;
 #endif
 
 /* ------------------------------------------------------------- helpers */

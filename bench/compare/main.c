@@ -2,7 +2,8 @@
  * its baselines in alternation (A B C A B C ...), so a slow minute of the
  * machine hits every system alike.  See bench/README.md.
  *
- * usage: evlog-compare --evlogd PATH [--pg CONNINFO] [--nats URL [--nats-fsync]]
+ * usage: evlog-compare --evlogd PATH [--pg CONNINFO] [--nats URL]
+ *          [--nats-durable URL --nats-durable-how always|sync-attr]
  *          [--quick] [--rounds N] [--seconds S] [--workloads 1,2,3,4,6]
  *          [--replay-events N] [--materialize-events N] [--json FILE] [--chart FILE]
  *          [--embedded-only] [--cases ID,...]  (e.g. w1-net-64: run only those)
@@ -37,6 +38,14 @@ static const cmp_sys *nats_sys(void)
     return NULL;
 #endif
 }
+static const cmp_sys *nats_durable_sys(void)
+{
+#ifdef CMP_HAVE_NATS
+    return &cmp_nats_durable;
+#else
+    return NULL;
+#endif
+}
 
 static int find(const cmp_case *c, const char *name)
 {
@@ -47,8 +56,9 @@ static int find(const cmp_case *c, const char *name)
 }
 
 /* The systems of a case.  Each baseline is compared with the evlog of the
- * same reach (embedded or network); NATS without fsync with evlogd without
- * fsync, when that runs, because that is the like-for-like durability. */
+ * same reach (embedded or network) and the same durability: JetStream that
+ * syncs every message with evlogd --sync full, JetStream's default (acked
+ * before any fsync) with evlogd --sync none. */
 static cmp_case *add_case(const cmp_env *env, int w, int network, const char *id, const char *title)
 {
     cmp_case *c = &cases[n_cases++];
@@ -58,6 +68,7 @@ static cmp_case *add_case(const cmp_env *env, int w, int network, const char *id
     c->workload = w;
     c->rounds = env->rounds;
     const cmp_sys *pg = env->pg ? pg_sys() : NULL, *nats = env->nats ? nats_sys() : NULL;
+    const cmp_sys *nats_d = env->nats_durable && w <= 3 ? nats_durable_sys() : NULL;
     if (!network) {
         c->sys[c->n_sys++] = &cmp_evlog;
         c->sys[c->n_sys++] = &cmp_sqlite;
@@ -65,9 +76,11 @@ static cmp_case *add_case(const cmp_env *env, int w, int network, const char *id
         c->sys[c->n_sys++] = &cmp_evlog_http;
         if (pg)
             c->sys[c->n_sys++] = pg;
+        if (nats_d)
+            c->sys[c->n_sys++] = nats_d;
         if (nats)
             c->sys[c->n_sys++] = nats;
-        if (nats && !env->nats_fsync && w <= 3)
+        if (nats && w <= 3)
             c->sys[c->n_sys++] = &cmp_evlog_http_nosync;
     }
     for (int i = 0; i < c->n_sys; i++)
@@ -191,7 +204,8 @@ static void run_feed(const cmp_env *env, cmp_case *c, const cmp_pool *pool)
 }
 
 static const char *usage_text =
-    "usage: evlog-compare --evlogd PATH [--pg CONNINFO] [--nats URL [--nats-fsync]]\n"
+    "usage: evlog-compare --evlogd PATH [--pg CONNINFO] [--nats URL]\n"
+    "         [--nats-durable URL --nats-durable-how always|sync-attr]\n"
     "         [--quick] [--rounds N] [--seconds S] [--workloads 1,2,3,4,5,6]\n"
     "         [--replay-events N] [--materialize-events N] [--json FILE] [--chart FILE]\n"
     "         [--embedded-only] [--cases ID,...]\n";
@@ -200,7 +214,8 @@ int main(int argc, char **argv)
 {
     static const struct option lo[] = {
         {"evlogd", required_argument, 0, 'e'},   {"pg", required_argument, 0, 'p'},
-        {"nats", required_argument, 0, 'n'},     {"nats-fsync", no_argument, 0, 'F'},
+        {"nats", required_argument, 0, 'n'},     {"nats-durable", required_argument, 0, 'D'},
+        {"nats-durable-how", required_argument, 0, 'H'},
         {"quick", no_argument, 0, 'q'},          {"rounds", required_argument, 0, 'r'},
         {"seconds", required_argument, 0, 's'},  {"workloads", required_argument, 0, 'w'},
         {"replay-events", required_argument, 0, 'R'}, {"json", required_argument, 0, 'j'},
@@ -218,7 +233,12 @@ int main(int argc, char **argv)
         case 'e': env.evlogd = optarg; break;
         case 'p': env.pg = optarg; break;
         case 'n': env.nats = optarg; break;
-        case 'F': env.nats_fsync = 1; break;
+        case 'D': env.nats_durable = optarg; break;
+        case 'H':
+            env.nats_durable_how = !strcmp(optarg, "always")      ? CMP_NATS_SYNC_INTERVAL
+                                   : !strcmp(optarg, "sync-attr") ? CMP_NATS_SYNC_ATTR
+                                                                  : -1;
+            break;
         case 'q': env.quick = 1; break;
         case 'r': rounds = atoi(optarg); break;
         case 's': seconds = atof(optarg); break;
@@ -234,6 +254,7 @@ int main(int argc, char **argv)
         }
     }
     if (optind != argc || (!env.evlogd && !embedded_only) || rounds < 0 ||
+        (env.nats_durable && env.nats_durable_how <= 0) ||
         rounds > CMP_MAX_ROUNDS) {
         fputs(usage_text, stderr);
         return 2;
@@ -243,7 +264,7 @@ int main(int argc, char **argv)
     const char *td = getenv("TMPDIR");
     env.tmp = td && *td ? td : "/var/tmp";
     if (embedded_only)
-        env.pg = env.nats = NULL;
+        env.pg = env.nats = env.nats_durable = NULL;
     if (!replay_n)
         replay_n = env.quick ? 100000 : 10000000;
     if (!mat_n)
@@ -348,8 +369,13 @@ int main(int argc, char **argv)
     cmp_target t[] = {
         {"1: 64 clients, evlog embedded >= 20x the SQLite events table", "w1-emb-64", "evlog", "sqlite", 20, NULL, 0, 0, 0},
         {"1: 64 clients, evlog HTTP >= 3x PostgreSQL", "w1-net-64", "evlog-http", "postgres", 3, NULL, 0, 0, 0},
-        {"1: 64 clients, evlog HTTP >= 2x JetStream", "w1-net-64", "evlog-http", "nats", 2,
-         env.nats_fsync ? NULL : "JetStream did not fsync (no sync_interval in this nats-server)", 0, 0, 0},
+        {"1: 64 clients, evlog HTTP >= 2x JetStream syncing every message", "w1-net-64", "evlog-http",
+         "nats-durable", 2,
+         !env.nats_durable ? "no JetStream that syncs every message was given (--nats-durable)"
+         : env.nats_durable_how == CMP_NATS_SYNC_ATTR
+             ? "JetStream 2.9 has no sync_interval: its store directory has chattr +S instead"
+             : NULL,
+         0, 0, 0},
         {"2: batches of 100, evlog HTTP >= 2x PostgreSQL", "w2-net-16", "evlog-http", "postgres", 2, NULL, 0, 0, 0},
         {"2: batches of 100, evlog embedded >= 500k events/s", "w2-emb-16", "evlog", NULL, 500000, NULL, 0, 0, 0},
         {"4: replay, evlog log scan >= 3x PostgreSQL", "w4-replay", "evlog", "postgres", 3,

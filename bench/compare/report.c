@@ -94,7 +94,9 @@ static const char *dtag(const cmp_env *env, const cmp_case *c, const cmp_sys *s)
         return "fsync/txn";
     if (!strcmp(s->name, "postgres"))
         return "WAL flush/commit";
-    return env->nats_fsync ? "fsync/msg" : "no fsync";
+    if (!strcmp(s->name, "nats-durable"))
+        return env->nats_durable_how == CMP_NATS_SYNC_INTERVAL ? "fsync/msg" : "sync write/msg";
+    return "no fsync";
 }
 
 static void fmt_num(char *out, size_t n, double v)
@@ -307,21 +309,22 @@ int cmp_write_json(const char *path, const cmp_env *env, const cmp_case *cs, int
 int cmp_write_chart(const char *path, const cmp_case *cs, int n)
 {
     static const char *const cols[] = {"evlog", "evlog-http", "evlog-http-nosync", "sqlite",
-                                       "postgres", "nats"};
+                                       "postgres", "nats-durable", "nats"};
+    const int n_cols = (int)(sizeof cols / sizeof cols[0]);
     FILE *f = fopen(path, "w");
     if (!f) {
         perror(path);
         return -1;
     }
     fputs("case", f);
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < n_cols; i++)
         fprintf(f, " %s", cols[i]);
     fputc('\n', f);
     for (int j = 0; j < n; j++) {
         if (cs[j].workload == 6)
             continue;
         fprintf(f, "%s", cs[j].id);
-        for (int i = 0; i < 6; i++) {
+        for (int i = 0; i < n_cols; i++) {
             int s = sys_index(&cs[j], cols[i]);
             if (s >= 0 && cs[j].valid[s] && cs[j].ev[s] > 0)
                 fprintf(f, " %.1f", cs[j].ev[s]);
