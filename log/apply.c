@@ -264,6 +264,7 @@ static int apply_some(evl_log *log, evl_jbatch *from, uint64_t *last) {
         events += b->n;
         pthread_mutex_lock(&log->mu);
         b = events < EVL_APPLY_MAX_EVENTS ? b->next : NULL;
+        if (b && b->last > atomic_load(&log->durable)) b = NULL; /* written, not yet synced */
         pthread_mutex_unlock(&log->mu);
     }
     if (!rc) rc = groups_flush(log, &c);
@@ -317,6 +318,12 @@ static void lower_priority(unsigned delta) {
     (void)setpriority(PRIO_PROCESS, tid, want > 19 ? 19 : want); /* advisory: failing is harmless */
 }
 
+/* Under mu: a frame is waiting that is durable (sync.c: frames are linked
+ * once written, and a sync may yet fail). */
+static int appliable(evl_log *log) {
+    return log->jb_apply && log->jb_apply->last <= atomic_load(&log->durable);
+}
+
 static void *applier_main(void *arg) {
     evl_log *log = arg;
     pthread_setname_np(pthread_self(), "evl-applier");
@@ -328,7 +335,7 @@ static void *applier_main(void *arg) {
         int none = log->opt.sync == EVL_SYNC_NONE;
         /* sleep while there is nothing to do; a stuck commit retries on its
          * own clock, or at once when the log closes (it then gives up) */
-        while (!log->a_stop && (!log->jb_apply || log->a_dead || (log->apply_err && !log->a_kick && evl__mono_ns() < retry_at))) {
+        while (!log->a_stop && (!appliable(log) || log->a_dead || (log->apply_err && !log->a_kick && evl__mono_ns() < retry_at))) {
             int64_t until = log->apply_err ? retry_at : none && log->a_unflushed ? next_flush : 0;
             if (!until) {
                 pthread_cond_wait(&log->apply_cv, &log->mu);
@@ -344,7 +351,7 @@ static void *applier_main(void *arg) {
         }
         /* the writer's failed sync does not stop this thread: what was
          * acknowledged before it still goes into LMDB */
-        evl_jbatch *from = log->a_dead ? NULL : log->jb_apply;
+        evl_jbatch *from = log->a_dead || !appliable(log) ? NULL : log->jb_apply;
         if (!from || (log->a_stop && log->apply_err)) break; /* closing: what is left stays in the journal */
         log->a_kick = 0;
         pthread_mutex_unlock(&log->mu);

@@ -125,21 +125,29 @@ static int pwrite_all(int fd, const uint8_t *p, size_t n, off_t off, size_t *don
     return 0;
 }
 
+/* fsyncgate: after a failed sync the kernel may have dropped the frame's
+ * pages, and whatever it left must not replay later as an append we
+ * reported failed.  Zeroing its header ends the run there. */
+void evl__jnl_void(evl_log *log, int i, uint64_t off) {
+    static const uint8_t zero[EVL_JNL_HDR];
+    size_t done;
+    if (pwrite_all(log->jfd[i], zero, sizeof zero, (off_t)off, &done) == 0) (void)fdatasync(log->jfd[i]);
+}
+
 int evl__jnl_write(evl_log *log, const evl_jbatch *b, int sync) {
     size_t done;
     int fd = log->jfd[log->jcur];
     int e = pwrite_all(fd, b->buf, b->len, (off_t)log->joff, &done);
-    if (e == 0 && sync) {
-        atomic_fetch_add(&log->n_syncs, 1);
-        if (fdatasync(fd) != 0) e = errno ? errno : EIO;
-        else return EVL_OK;
-        /* fsyncgate: the kernel may have dropped the frame's pages: whatever
-         * it left must not replay later as an append we reported failed */
-        static const uint8_t zero[EVL_JNL_HDR];
-        if (pwrite_all(fd, zero, sizeof zero, (off_t)log->joff, &done) == 0) (void)fdatasync(fd);
-        return EVL_ESYS(e);
-    }
+    if (e == 0 && sync) return evl__jnl_sync(log, log->jcur, log->joff);
     return e ? EVL_ESYS(e) : EVL_OK;
+}
+
+int evl__jnl_sync(evl_log *log, int i, uint64_t off) {
+    atomic_fetch_add(&log->n_syncs, 1);
+    if (fdatasync(log->jfd[i]) == 0) return EVL_OK;
+    int e = errno ? errno : EIO;
+    evl__jnl_void(log, i, off);
+    return EVL_ESYS(e);
 }
 
 /* ------------------------------------------------------------ reading */

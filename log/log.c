@@ -184,6 +184,7 @@ int evl_log_open(const char *dir, const evl_log_options *opt, evl_log **out) {
     pthread_mutex_init(&log->ino_mu, NULL);
     evl__rnd_init(&log->rnd);
     pthread_cond_init(&log->queue_cv, NULL);
+    pthread_cond_init(&log->sync_cv, NULL);
     {
         /* evl_log_wait() uses timed waits: measure them on the monotonic clock */
         pthread_condattr_t ca;
@@ -283,6 +284,7 @@ void evl_log_close(evl_log *log) {
     pthread_cond_destroy(&log->queue_cv);
     pthread_cond_destroy(&log->head_cv);
     pthread_cond_destroy(&log->apply_cv);
+    pthread_cond_destroy(&log->sync_cv);
     evl_free(log->dir);
     evl_free(log);
 }

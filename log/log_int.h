@@ -24,6 +24,7 @@
 #define EVL_DEFAULT_JOURNAL_LAP (16u << 20) /* past this, on in the other file */
 #define EVL_JNL_EARLY_WRAP (1u << 20)       /* ... or past this when LMDB holds all of it */
 #define EVL_PENDING_MAX_BYTES (64u << 20)   /* journaled, not applied: the writer waits past this */
+#define EVL_PIPE_MIN_EVENTS 64              /* queued events the writer takes during a sync */
 #define EVL_APPLY_MAX_EVENTS 65536          /* events per applier transaction at most */
 #define EVL_APPLY_RETRY_NS 250000000LL      /* a commit that found no room is retried after this */
 #define EVL_MAP_SLACK_PAGES 32              /* map pages kept free by the room estimate */
@@ -54,6 +55,19 @@ typedef struct evl_jbatch {
     size_t side_len;
     uint64_t need;            /* LMDB map bytes reserved for it */
 } evl_jbatch;
+
+/* A group the writer has written to the journal but not yet synced, with
+ * the appends it answers (sync.c).  Groups are answered in the order they
+ * were written, each once every frame up to its own is durable. */
+typedef struct evl_wgroup {
+    struct evl_wgroup *next;  /* under log->mu */
+    uint64_t last;            /* its frame's last position, 0: it wrote none */
+    int file;                 /* its frame's file and offset */
+    uint64_t off;
+    int64_t t0;               /* monotonic ns when its write began */
+    size_t n;
+    evl_req *reqs[];
+} evl_wgroup;
 
 /* pend.c: the writer's tables of journaled events LMDB does not hold yet. */
 typedef struct evl_pent {
@@ -115,6 +129,7 @@ struct evl_log {
     pthread_cond_t queue_cv;  /* the writer sleeps here */
     pthread_cond_t head_cv;   /* evl_log_wait() sleeps here */
     evl_req *q_head, *q_tail;
+    size_t q_events;          /* events queued */
     int stopping;
     int ro_error;             /* non-zero: the failure that made the log read-only */
     _Atomic uint64_t head;
@@ -139,8 +154,17 @@ struct evl_log {
     uint64_t joff, jepoch;
     uint64_t jlast[EVL_JNL_FILES]; /* last position in each file's run (0: none) */
 
+    /* The syncer (sync.c, EVL_SYNC_FULL), under mu: groups written, not
+     * yet synced, and whether it is syncing some now. */
+    evl_wgroup *sq_head, *sq_tail;
+    int s_busy, s_stop;
+    pthread_cond_t sync_cv;   /* the syncer sleeps here */
+    pthread_t syncer;
+    int syncer_started;
+
     /* Journaled groups, under mu: every batch not yet freed, in position
-     * order; jb_apply is the first the applier has not put in LMDB.  The
+     * order; jb_apply is the first the applier has not put in LMDB.  A
+     * batch is linked once written; the applier takes it once durable.  The
      * writer links and frees them, the applier only reads them. */
     evl_jbatch *jb_first, *jb_last, *jb_apply;
     _Atomic uint64_t durable;  /* last acknowledged position; head trails it */
@@ -207,6 +231,16 @@ int evl__chain_load(evl_log *log);
  * start that failed half-way). */
 int evl__writer_start(evl_log *log);
 void evl__writer_stop(evl_log *log);
+/* Answer reqs (async ones are freed); with @p fail, those that succeeded fail with it. */
+void evl__complete(evl_log *log, evl_req **reqs, size_t n, int fail);
+void evl__commit_timed(evl_log *log, int64_t t0); /* a group commit that began at t0, in the stats */
+
+/* sync.c: the syncer thread (EVL_SYNC_FULL) */
+int evl__syncer_start(evl_log *log);
+void evl__syncer_stop(evl_log *log);  /* after the writer: answers what is queued */
+void evl__sync_submit(evl_log *log, evl_wgroup *g); /* takes g */
+void evl__sync_run(evl_log *log, evl_wgroup *list); /* sync, then answer; frees the list */
+int evl__sync_idle(evl_log *log);     /* under mu: nothing queued or being synced */
 /* Less free space on the log's file system than EVL_LOW_SPACE_BYTES. */
 int evl__low_space(evl_log *log);
 
@@ -215,6 +249,8 @@ char *evl__jnl_path(const char *dir, int i); /* DIR/log/data.mdb-journal[-1]; ca
 int evl__jnl_open(evl_log *log);     /* open or create both, empty them, draw a new epoch */
 void evl__jnl_seal(evl_jbatch *b, uint64_t epoch); /* fill in the frame header */
 int evl__jnl_write(evl_log *log, const evl_jbatch *b, int sync); /* file jcur, at joff */
+int evl__jnl_sync(evl_log *log, int i, uint64_t off); /* fdatasync file i; failed: void the frame at off */
+void evl__jnl_void(evl_log *log, int i, uint64_t off); /* zero the frame header at off, synced */
 int evl__jnl_scan_open(const char *dir, int i, evl_jscan *s); /* EVL_ENOTFOUND: no such file */
 int evl__jnl_scan_next(evl_jscan *s);
 void evl__jnl_scan_close(evl_jscan *s);

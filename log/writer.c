@@ -4,9 +4,12 @@
  * (build_req), then queue it.  One writer thread takes everything queued (up
  * to max_group_events), checks each batch in turn (idempotency, expected
  * revisions, room in the LMDB map), encodes the accepted ones into one
- * journal frame, writes it and syncs it once (EVL_SYNC_FULL), and only then
- * completes the appenders.  The applier thread (apply.c) puts the frames
- * into LMDB afterwards, many per transaction; journal.c says why.
+ * journal frame and writes it.  The frame is synced (EVL_SYNC_FULL) and only
+ * then are the appenders answered: by the syncer thread (sync.c) for a big
+ * group, while this thread goes on with the next, or by this thread for a
+ * small one.  The applier thread (apply.c) puts the frames into LMDB
+ * afterwards, many per transaction, once they are durable; journal.c says
+ * why.
  *
  * The checks see the batches before them: LMDB through a read transaction,
  * and the events journaled but not yet applied through the pending tables
@@ -227,6 +230,14 @@ typedef struct group_ctx {
     undo *undo;
     size_t n_undo, cap_undo;
     uint64_t need, room;    /* LMDB map bytes: reserved by this group, free for it */
+    /* The group as written: its frame's last position (0: none), file and
+     * offset, when its write began; and (EVL_SYNC_FULL) what goes to the
+     * syncer, allocated before anything is written. */
+    uint64_t last, off;
+    int file;
+    int64_t t0;
+    evl_wgroup *wg;
+    size_t wg_cap;
 } group_ctx;
 
 /* Where a group or a batch started: rollback() returns there. */
@@ -592,11 +603,10 @@ static uint64_t map_room(evl_log *log) {
  * events/s; two files of 16 MiB: 205-270k).  The other file was written a
  * lap ago; when the applier is a whole lap behind, the writer waits for
  * that lap only. */
-static int journal(evl_log *log, evl_jbatch *b) {
-    /* back to the start as soon as LMDB holds everything (the journal then
-     * stays small where appends come in bursts) */
-    if (log->joff >= EVL_JNL_EARLY_WRAP && atomic_load(&log->head) == atomic_load(&log->durable))
-        log->joff = 0;
+static int journal(evl_log *log, evl_jbatch *b, group_ctx *g) {
+    /* back to the start as soon as LMDB holds everything written (the
+     * journal then stays small where appends come in bursts) */
+    if (log->joff >= EVL_JNL_EARLY_WRAP && atomic_load(&log->head) == b->first - 1) log->joff = 0;
     if (log->joff && log->joff + b->len > log->opt.journal_lap) {
         int other = !log->jcur;
         if (atomic_load(&log->head) < log->jlast[other]) {
@@ -607,20 +617,17 @@ static int journal(evl_log *log, evl_jbatch *b) {
         log->joff = 0;
     }
     evl__jnl_seal(b, log->jepoch);
-    int64_t t0 = evl__mono_ns();
-    int rc = evl__jnl_write(log, b, log->opt.sync == EVL_SYNC_FULL);
-    uint64_t us = (uint64_t)(evl__mono_ns() - t0) / 1000;
-    static const uint64_t bounds[EVL_COMMIT_BUCKETS] = EVL_COMMIT_BOUNDS_US;
-    int bk = 0;
-    while (bk < EVL_COMMIT_BUCKETS && us > bounds[bk]) bk++;
-    atomic_fetch_add(&log->commit_us[bk], 1);
-    atomic_fetch_add(&log->commit_us_sum, us);
-    atomic_fetch_add(&log->n_groups, 1);
+    g->t0 = evl__mono_ns();
+    g->file = log->jcur;
+    g->off = log->joff;
+    /* the sync is the syncer's (sync.c); EVL_SYNC_NONE leaves it to the OS */
+    int rc = evl__jnl_write(log, b, 0);
     if (rc == EVL_OK) {
         log->joff += b->len;
         log->jlast[log->jcur] = b->last;
         return EVL_OK;
     }
+    evl__commit_timed(log, g->t0);
     if (rc == EVL_ESYS(ENOSPC) || rc == EVL_ESYS(EDQUOT) || (rc == EVL_ESYS(EIO) && evl__low_space(log)))
         return EVL_EFULL; /* nothing was acknowledged: the next frame overwrites this one */
     pthread_mutex_lock(&log->mu);
@@ -628,6 +635,16 @@ static int journal(evl_log *log, evl_jbatch *b) {
     pthread_cond_broadcast(&log->head_cv);
     pthread_mutex_unlock(&log->mu);
     return rc;
+}
+
+void evl__commit_timed(evl_log *log, int64_t t0) {
+    uint64_t us = (uint64_t)(evl__mono_ns() - t0) / 1000;
+    static const uint64_t bounds[EVL_COMMIT_BUCKETS] = EVL_COMMIT_BOUNDS_US;
+    int bk = 0;
+    while (bk < EVL_COMMIT_BUCKETS && us > bounds[bk]) bk++;
+    atomic_fetch_add(&log->commit_us[bk], 1);
+    atomic_fetch_add(&log->commit_us_sum, us);
+    atomic_fetch_add(&log->n_groups, 1);
 }
 
 /* Check and journal a group; every req gets its result in res.err. */
@@ -645,6 +662,13 @@ static void process_group(evl_log *log, evl_req **reqs, size_t n, group_ctx *g) 
             cap += 4 + EVL_RECORD_OVERHEAD + slen + re->type_len + re->data_len + re->meta_len;
             side += EVL_SIDE_HDR + slen;
         }
+    g->last = 0;
+    if (!err && log->opt.sync == EVL_SYNC_FULL && g->wg_cap < n) {
+        evl_free(g->wg);
+        g->wg_cap = 0;
+        if (!(g->wg = evl_malloc(sizeof *g->wg + n * sizeof g->wg->reqs[0]))) err = EVL_ENOMEM;
+        else g->wg_cap = n;
+    }
     evl_jbatch *b = err ? NULL : evl_malloc(sizeof *b + cap + side);
     if (!b && !err) err = EVL_ENOMEM;
     if (err) {
@@ -687,7 +711,7 @@ static void process_group(evl_log *log, evl_req **reqs, size_t n, group_ctx *g) 
     }
     b->last = log->next_pos - 1;
     b->need = g->need;
-    if ((rc = journal(log, b))) {
+    if ((rc = journal(log, b, g))) {
         rollback(log, g, &start);
         evl_free(b);
         for (size_t i = 0; i < n; i++)
@@ -702,9 +726,39 @@ static void process_group(evl_log *log, evl_req **reqs, size_t n, group_ctx *g) 
     else log->jb_first = b;
     log->jb_last = b;
     if (!log->jb_apply) log->jb_apply = b;
-    atomic_store(&log->durable, b->last);
-    pthread_cond_signal(&log->apply_cv);
+    if (log->opt.sync == EVL_SYNC_NONE) {
+        atomic_store(&log->durable, b->last);
+        pthread_cond_signal(&log->apply_cv);
+    }
     pthread_mutex_unlock(&log->mu);
+    g->last = b->last;
+    if (log->opt.sync == EVL_SYNC_NONE) evl__commit_timed(log, g->t0);
+}
+
+/* Answer the group: in EVL_SYNC_FULL once its frame and every one before
+ * it is durable.  The syncer takes a big group and this thread goes on
+ * with the next one meanwhile; a small one this thread syncs itself, once
+ * the syncer is idle (sync.c says why). */
+static void hand_off(evl_log *log, evl_req **reqs, size_t n, size_t events, group_ctx *g) {
+    if (!g->wg || g->wg_cap < n || log->opt.sync != EVL_SYNC_FULL) {
+        evl__complete(log, reqs, n, EVL_OK); /* nothing written, or nothing to sync */
+        return;
+    }
+    evl_wgroup *w = g->wg;
+    g->wg = NULL;
+    g->wg_cap = 0;
+    w->next = NULL;
+    w->last = g->last;
+    w->file = g->file;
+    w->off = g->off;
+    w->t0 = g->t0;
+    w->n = n;
+    memcpy(w->reqs, reqs, n * sizeof *reqs);
+    pthread_mutex_lock(&log->mu);
+    int idle = evl__sync_idle(log);
+    pthread_mutex_unlock(&log->mu);
+    if (idle && events < EVL_PIPE_MIN_EVENTS) evl__sync_run(log, w);
+    else evl__sync_submit(log, w);
 }
 
 /* The commit watchers: called from this thread once the applier has
@@ -717,9 +771,13 @@ static void notify(evl_log *log, uint64_t head) {
 
 /* Answer every req: async ones by callback, sync ones through their own
  * semaphore (waking exactly the appenders that are done, not all of them). */
-static void complete(evl_log *log, evl_req **reqs, size_t n) {
+void evl__complete(evl_log *log, evl_req **reqs, size_t n, int fail) {
     for (size_t i = 0; i < n; i++) {
         evl_req *r = reqs[i];
+        if (fail && r->res.err == EVL_OK) {
+            r->res.err = fail;
+            r->res.idempotent = 0;
+        }
         if (r->res.err == EVL_OK && !r->res.idempotent) {
             atomic_fetch_add(&log->n_appends, 1);
             atomic_fetch_add(&log->n_events, r->n_events);
@@ -797,6 +855,13 @@ static void *writer_main(void *arg) {
             continue;
         }
         if (!log->q_head) break; /* stopping, queue drained */
+        /* While a sync is under way, a few appends wait for more to join
+         * them rather than pay a frame, a write and a read transaction each
+         * (a sync ends in a burst of answers and so of appends). */
+        if (!log->stopping && !evl__sync_idle(log) && log->q_events < EVL_PIPE_MIN_EVENTS) {
+            pthread_cond_wait(&log->queue_cv, &log->mu);
+            continue;
+        }
         size_t n = 0, events = 0;
         while (log->q_head && (n == 0 || events + log->q_head->n_events <= log->opt.max_group_events)) {
             if (n == cap) {
@@ -811,16 +876,17 @@ static void *writer_main(void *arg) {
             events += r->n_events;
         }
         if (!log->q_head) log->q_tail = NULL;
+        log->q_events -= events;
         pthread_mutex_unlock(&log->mu);
         check_readers(log);
         process_group(log, reqs, n, &g);
-        /* the frame is durable (EVL_SYNC_FULL): answer; readers see the
-         * events once the applier has put them in LMDB */
-        complete(log, reqs, n);
+        /* readers see the events once the applier has put them in LMDB */
+        hand_off(log, reqs, n, events, &g);
         pthread_mutex_lock(&log->mu);
     }
     pthread_mutex_unlock(&log->mu);
     evl_free(g.undo);
+    evl_free(g.wg);
     evl_free(reqs);
     msgpack_sbuffer_destroy(&g.rec);
     return NULL;
@@ -837,6 +903,7 @@ int evl__writer_start(evl_log *log) {
     evl__applier_free(log); /* a whole journal's groups: the applier's own are smaller */
     if (rc || (rc = evl__chain_load(log)) || (rc = evl__jnl_open(log))) return rc;
     if ((rc = evl__applier_start(log))) return rc;
+    if (log->opt.sync == EVL_SYNC_FULL && (rc = evl__syncer_start(log))) return rc;
     int e = pthread_create(&log->writer, NULL, writer_main, log);
     if (e) return EVL_ESYS(e);
     log->writer_started = 1;
@@ -853,6 +920,7 @@ void evl__writer_stop(evl_log *log) {
         pthread_join(log->writer, NULL);
         log->writer_started = 0;
     }
+    evl__syncer_stop(log); /* answers what the writer left it */
     /* then the applier empties the queue (or gives up on a full disk: the
      * journal keeps the rest for the next open) */
     if (log->applier_started) evl__applier_stop(log);
@@ -882,6 +950,7 @@ static int enqueue(evl_log *log, evl_req *r) {
         if (log->q_tail) log->q_tail->next = r;
         else log->q_head = r;
         log->q_tail = r;
+        log->q_events += r->n_events;
         pthread_cond_signal(&log->queue_cv);
     }
     pthread_mutex_unlock(&log->mu);

@@ -158,7 +158,7 @@ static void metrics_work(srv_job *j) {
     scalar(b, "evlog_appends_total", "counter", "Append batches acknowledged.", ls.appends);
     scalar(b, "evlog_appended_events_total", "counter", "Events appended.", ls.appended_events);
     scalar(b, "evlog_appended_bytes_total", "counter", "Bytes of events appended.", ls.appended_bytes);
-    scalar(b, "evlog_groups_total", "counter", "Group commits: journal frames written, each synced once.",
+    scalar(b, "evlog_groups_total", "counter", "Group commits: journal frames written (one fsync may cover several).",
            ls.groups);
     scalar(b, "evlog_commits_total", "counter", "LMDB write transactions of the applier (one or more groups each).",
            ls.commits);
@@ -185,7 +185,7 @@ static void metrics_work(srv_job *j) {
         atomic_store_explicit(&ch.count, cnt, memory_order_relaxed);
         atomic_store_explicit(&ch.sum, ls.commit_us_sum, memory_order_relaxed);
         const srv_hist *chp = &ch;
-        hist(b, "evlog_group_commit_duration_seconds", "Group commit: the journal write of a group, with its fsync.",
+        hist(b, "evlog_group_commit_duration_seconds", "Group commit: from the journal write of a group to the end of the fsync that covers it.",
              cb, EVL_COMMIT_BUCKETS, &chp, 1, 1e-6);
     }
     const srv_hist *g = &srv->group_events;

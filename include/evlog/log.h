@@ -306,8 +306,9 @@ typedef struct evl_log_stats {
     int64_t first_time_ns, last_time_ns;
     uint64_t readers;          /**< LMDB reader slots in use now (all processes) */
     /* Since open, this process (zero for read-only handles): */
-    uint64_t groups;           /**< group commits: journal frames written (each one
-                                    fsync in EVL_SYNC_FULL), acknowledging its appends */
+    uint64_t groups;           /**< group commits: journal frames written, acknowledging
+                                    their appends (EVL_SYNC_FULL: once synced; one fsync
+                                    may cover several frames written meanwhile) */
     uint64_t commits;          /**< LMDB write transactions committed by the applier,
                                     each holding one or more groups */
     uint64_t appends;          /**< batches acknowledged */
@@ -315,9 +316,10 @@ typedef struct evl_log_stats {
     uint64_t appended_bytes;
     uint64_t conflicts;
     uint64_t syncs;            /**< fsyncs made by the writer (commit or flush) */
-    uint64_t commit_us[EVL_COMMIT_BUCKETS + 1]; /**< group commits per duration bucket (the
-                                                     journal write with its fsync: what an
-                                                     appender waits for; not cumulative) */
+    uint64_t commit_us[EVL_COMMIT_BUCKETS + 1]; /**< group commits per duration bucket (from
+                                                     the journal write to the end of the
+                                                     fsync that covers it: what an appender
+                                                     waits for; not cumulative) */
     uint64_t commit_us_sum;    /**< total group commit time, microseconds */
     int read_only_error;       /**< non-zero: the failure that made the log read-only */
     uint64_t stale_readers_cleared; /**< reader slots of dead processes cleared by the writer */

@@ -4,18 +4,23 @@
  * workload — single events and two-stream batches — one append at a time,
  * reporting each acknowledged id on a pipe.  The shim fails the Nth write or
  * sync of data.mdb with EIO, for N = 1, 2, ... until a run no longer reaches
- * N, in three variants: the Nth operation only ("once"), the Nth and every
- * later one ("sticky"), and the Nth write cut short to half its length
- * ("short").  At exit the shim drops whatever was not synced (a power cut
+ * N, in five variants: the Nth operation only ("once"), the Nth and every
+ * later one ("sticky"), the Nth write cut short to half its length
+ * ("short"), and the first two again with four appenders at once sending
+ * batches of 40 events a stream ("concurrent", "concurrent-sticky": groups
+ * are written while earlier ones are being synced, so a failed sync covers
+ * several).  At exit the shim drops whatever was not synced (a power cut
  * right after the run: what a failed sync did not write is not on disk).
  *
  * Checked for every N: the failing append returns an error and every append
- * after it fails too (EVL_EREADONLY: a failed commit or sync is never
- * retried); the log then reopens, verifies, and holds every acknowledged
+ * after it -- by the same appender, or begun after the failure was reported
+ * -- fails too (EVL_EREADONLY: a failed commit or sync is never retried); the log then reopens, verifies, and holds every acknowledged
  * event exactly once.  Reported: runs, failures injected at open, failed
  * appends whose events are nonetheless in the log.
  *
- * EVL_IOERR_EVENTS scales the workload (appends per run). */
+ * EVL_IOERR_APPENDS scales the workload (appends per run and appender). */
+#include <stdatomic.h>
+
 #include "fault/fault.h"
 
 static void make_id(uint8_t id[16], uint32_t gen, uint64_t n) {
@@ -25,44 +30,87 @@ static void make_id(uint8_t id[16], uint32_t gen, uint64_t n) {
     memcpy(id + 8, &n, 8);
 }
 
+/* One appender of the child: appends until done or failed 3 times.
+ * Returns 0, or the exit status of a broken rule. */
+typedef struct appender {
+    evl_log *log;
+    uint32_t gen, thread, batch;
+    uint64_t appends;
+    atomic_int *failure_seen; /* some append of this process has failed */
+    int status;
+} appender;
+
+static void *append_loop(void *arg) {
+    appender *a = arg;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    int failed = 0;
+    uint8_t(*id)[16] = calloc(2 * a->batch, 16);
+    evl_event_in *ev = calloc(2 * a->batch, sizeof *ev);
+    CHECK(id && ev);
+    for (uint64_t n = 0; n < a->appends && !a->status; n++) {
+        /* an append that begins after a failure was reported must fail */
+        int after_failure = atomic_load(a->failure_seen);
+        pack_data(&sb, (int64_t)n, "i/o error sweep");
+        for (uint32_t k = 0; k < 2 * a->batch; k++) {
+            make_id(id[k], a->gen, ((uint64_t)a->thread << 40) + 2 * a->batch * n + k);
+            ev[k] = (evl_event_in){.type = "Swept", .id = id[k], .data = sb.data, .data_len = sb.size};
+        }
+        char sa[32], sbn[32];
+        snprintf(sa, sizeof sa, "sweep-a%u", a->thread);
+        snprintf(sbn, sizeof sbn, "sweep-b%u", a->thread);
+        evl_stream_in s[2] = {{.stream = sa, .expected = EVL_REV_ANY, .events = ev, .n_events = a->batch},
+                              {.stream = sbn, .expected = EVL_REV_ANY, .events = ev + a->batch, .n_events = a->batch}};
+        size_t ns = n % 2 + 1, nev = ns * a->batch;
+        evl_append_result res;
+        int rc = evl_log_append(a->log, s, ns, &res);
+        evl_free(res.acks);
+        if (rc == EVL_OK) {
+            if (failed || after_failure) a->status = 6;
+            for (size_t k = 0; k < nev; k++)
+                if (write(3, id[k], 16) != 16) a->status = 4;
+        } else {
+            /* the ids of a failed append go on fd 4: the parent counts
+             * those that are in the log all the same */
+            for (size_t k = 0; k < nev; k++)
+                if (write(4, id[k], 16) != 16) a->status = 4;
+            if ((failed || after_failure) && rc != EVL_EREADONLY) a->status = 7;
+            atomic_store(a->failure_seen, 1);
+            if (++failed > 3) break;
+        }
+    }
+    free(id);
+    free(ev);
+    msgpack_sbuffer_destroy(&sb);
+    return NULL;
+}
+
 /* exit status: 0 done, 2 the open failed, 6 an append after a failure was
- * acknowledged, 7 the failing append was reported as a success elsewhere */
+ * acknowledged, 7 the failing append was reported as a success elsewhere.
+ * EVL_IOERR_THREADS=T: T appenders at once, batches of 40 events a stream
+ * (the writer then writes groups while the syncer syncs earlier ones). */
 static int child_main(char **argv) {
     evl_log *log;
     uint32_t gen = (uint32_t)strtoul(argv[3], NULL, 10);
     uint64_t appends = strtoull(argv[4], NULL, 10);
+    const char *t = getenv("EVL_IOERR_THREADS");
+    uint32_t threads = t ? (uint32_t)atoi(t) : 1;
+    if (threads < 1 || threads > 64) threads = 1;
     if (evl_log_open(argv[2], NULL, &log)) exit(2); /* exit: the shim writes its stats */
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    int failed = 0;
-    for (uint64_t n = 0; n < appends; n++) {
-        uint8_t id[2][16];
-        make_id(id[0], gen, 2 * n);
-        make_id(id[1], gen, 2 * n + 1);
-        pack_data(&sb, (int64_t)n, "i/o error sweep");
-        evl_event_in e0 = {.type = "Swept", .id = id[0], .data = sb.data, .data_len = sb.size};
-        evl_event_in e1 = {.type = "Swept", .id = id[1], .data = sb.data, .data_len = sb.size};
-        evl_stream_in s[2] = {{.stream = "sweep-a", .expected = EVL_REV_ANY, .events = &e0, .n_events = 1},
-                              {.stream = "sweep-b", .expected = EVL_REV_ANY, .events = &e1, .n_events = 1}};
-        size_t ns = n % 2 + 1;
-        evl_append_result res;
-        int rc = evl_log_append(log, s, ns, &res);
-        evl_free(res.acks);
-        if (rc == EVL_OK) {
-            if (failed) _exit(6);
-            for (size_t k = 0; k < ns; k++)
-                if (write(3, id[k], 16) != 16) _exit(4);
-        } else {
-            /* the ids of a failed append go on fd 4: the parent counts
-             * those that are in the log all the same */
-            for (size_t k = 0; k < ns; k++)
-                if (write(4, id[k], 16) != 16) _exit(4);
-            if (failed && rc != EVL_EREADONLY) _exit(7);
-            failed++;
-            if (failed > 3) break;
-        }
+    atomic_int failure_seen = 0;
+    appender a[64];
+    pthread_t th[64];
+    for (uint32_t i = 0; i < threads; i++) {
+        a[i] = (appender){log, gen, i, threads > 1 ? 40 : 1, appends, &failure_seen, 0};
+        if (threads == 1) append_loop(&a[i]);
+        else CHECK(pthread_create(&th[i], NULL, append_loop, &a[i]) == 0);
     }
-    msgpack_sbuffer_destroy(&sb);
+    int status = 0;
+    for (uint32_t i = 0; i < threads; i++) {
+        if (threads > 1) pthread_join(th[i], NULL);
+        if (a[i].status && !status) status = a[i].status;
+    }
+    if (status) _exit(status);
     evl_log_close(log);
     return 0;
 }
@@ -77,7 +125,9 @@ int main(int argc, char **argv) {
     uint64_t appends = env_or("EVL_IOERR_APPENDS", 30);
     sweep sweeps[] = {{"once", {NULL}},
                       {"sticky", {"EVL_SHIM_FAIL_STICKY=1", NULL}},
-                      {"short", {"EVL_SHIM_FAIL_SHORT=1", NULL}}};
+                      {"short", {"EVL_SHIM_FAIL_SHORT=1", NULL}},
+                      {"concurrent", {"EVL_IOERR_THREADS=4", NULL}},
+                      {"concurrent-sticky", {"EVL_IOERR_THREADS=4", "EVL_SHIM_FAIL_STICKY=1", NULL}}};
     char stats[600], e_stats[700], e_at[64], a_gen[16], a_n[24];
     snprintf(stats, sizeof stats, "%s/shim.stats", test_tmpdir());
     snprintf(e_stats, sizeof e_stats, "EVL_SHIM_STATS=%s", stats);
