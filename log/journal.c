@@ -6,7 +6,8 @@
  * ~60 scattered pages: ~1.8 ms on the development disk, where one sequential
  * 4 KiB write + fdatasync takes ~0.1 ms.  So the writer makes a group durable
  * by appending one frame to this file and syncing it (sequential, one
- * flush), acknowledges the appenders, and leaves LMDB to the applier thread,
+ * flush; sync.c: a big group's sync runs while the next frame is written),
+ * acknowledges the appenders, and leaves LMDB to the applier thread,
  * which commits many groups at a time (apply.c).  At open, frames past
  * LMDB's head are applied before anything else happens.
  *
