@@ -23,9 +23,11 @@
 #define EVL_JNL_FILES 2                     /* the journal's files, written in turn */
 #define EVL_DEFAULT_JOURNAL_LAP (16u << 20) /* past this, on in the other file */
 #define EVL_JNL_EARLY_WRAP (1u << 20)       /* ... or past this when LMDB holds all of it */
+#define EVL_JNL_EXTEND (1u << 20)           /* a journal file grows by zeros, at most this much at a time */
 #define EVL_PENDING_MAX_BYTES (64u << 20)   /* journaled, not applied: the writer waits past this */
 #define EVL_PIPE_MIN_EVENTS 64              /* queued events the writer takes during a sync */
 #define EVL_APPLY_MAX_EVENTS 65536          /* events per applier transaction at most */
+#define EVL_LINGER_MAX_EVENTS 16384         /* a lingering applier commits once this many wait */
 #define EVL_APPLY_RETRY_NS 250000000LL      /* a commit that found no room is retried after this */
 #define EVL_MAP_SLACK_PAGES 32              /* map pages kept free by the room estimate */
 #define EVL_GROUP_SLACK_PAGES 8             /* pages a group may copy on write besides its own */
@@ -153,6 +155,7 @@ struct evl_log {
     int jcur;                 /* the file frames go to now, at joff */
     uint64_t joff, jepoch;
     uint64_t jlast[EVL_JNL_FILES]; /* last position in each file's run (0: none) */
+    uint64_t jsize[EVL_JNL_FILES]; /* bytes each file is known to have (journal.c: extend) */
 
     /* The syncer (sync.c, EVL_SYNC_FULL), under mu: groups written, not
      * yet synced, and whether it is syncing some now. */
@@ -170,7 +173,9 @@ struct evl_log {
     _Atomic uint64_t durable;  /* last acknowledged position; head trails it */
     pthread_cond_t apply_cv;  /* the applier sleeps here */
     int apply_err;            /* under mu: EVL_EFULL while the applier finds no room */
-    int a_kick;               /* under mu: the writer asks for a retry now */
+    int a_kick;               /* under mu: commit now (a retry, a reader, the writer waits) */
+    int a_waiters;            /* under mu: threads in evl_log_wait() */
+    int64_t a_next_at;        /* applier-private: a lingering applier's next commit (apply.c) */
     uint64_t a_tries;         /* under mu: commit attempts that found no room */
     int a_stop;
     int a_dead;               /* under mu: the applier's commit or flush failed */
@@ -184,6 +189,7 @@ struct evl_log {
 
     pthread_mutex_t watch_mu;
     evl_watcher *watchers;
+    _Atomic int n_watchers;   /* the list's length, for the applier, which takes no watch_mu */
 
     /* Counters (writer writes, anyone reads). */
     _Atomic uint64_t n_groups;

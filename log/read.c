@@ -600,10 +600,15 @@ int evl_log_wait(evl_log *log, uint64_t after, int timeout_ms, uint64_t *head) {
         ts.tv_nsec = d % 1000000000;
     }
     pthread_mutex_lock(&log->mu);
+    /* a waiter wants each event as soon as it is durable: the applier does
+     * not linger while one waits (apply.c) */
+    log->a_waiters++;
+    if (atomic_load(&log->durable) > atomic_load(&log->head)) pthread_cond_signal(&log->apply_cv);
     while (atomic_load(&log->head) <= after && !log->stopping) {
         if (timeout_ms < 0) pthread_cond_wait(&log->head_cv, &log->mu);
         else if (pthread_cond_timedwait(&log->head_cv, &log->mu, &ts) == ETIMEDOUT) break;
     }
+    log->a_waiters--;
     uint64_t h = atomic_load(&log->head);
     if (h <= after) rc = log->stopping ? EVL_ECLOSED : EVL_ETIMEDOUT;
     pthread_mutex_unlock(&log->mu);

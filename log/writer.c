@@ -578,6 +578,10 @@ static int wait_applied(evl_log *log, uint64_t pos) {
     int err;
     pthread_mutex_lock(&log->mu);
     if (!pos) pos = atomic_load(&log->durable);
+    if (atomic_load(&log->head) < pos) {
+        log->a_kick = 1; /* no lingering (apply.c): this thread waits */
+        pthread_cond_signal(&log->apply_cv);
+    }
     while (atomic_load(&log->head) < pos && !log->ro_error && !log->apply_err)
         pthread_cond_wait(&log->head_cv, &log->mu);
     err = log->ro_error ? EVL_EREADONLY : log->apply_err;
@@ -1003,6 +1007,7 @@ int evl_log_watch(evl_log *log, evl_commit_cb cb, void *arg) {
     pthread_mutex_lock(&log->watch_mu);
     w->next = log->watchers;
     log->watchers = w;
+    atomic_fetch_add(&log->n_watchers, 1);
     pthread_mutex_unlock(&log->watch_mu);
     return EVL_OK;
 }
@@ -1014,6 +1019,7 @@ void evl_log_unwatch(evl_log *log, evl_commit_cb cb, void *arg) {
             evl_watcher *w = *p;
             *p = w->next;
             evl_free(w);
+            atomic_fetch_sub(&log->n_watchers, 1);
             break;
         }
     pthread_mutex_unlock(&log->watch_mu);

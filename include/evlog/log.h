@@ -85,6 +85,17 @@ typedef struct evl_log_options {
                                    into LMDB) runs this much nicer than its opener, at
                                    most 19, so that on busy CPUs acknowledgements come
                                    first; 0: the same priority; default 10 */
+    unsigned apply_linger_ms; /**< EVL_SYNC_FULL: while nothing waits to see new events
+                                   (no commit watcher, no evl_log_wait() caller), the
+                                   applier lets this long pass between two LMDB commits
+                                   so that each carries more events and writes fewer
+                                   index pages per event.  Acknowledgements never wait
+                                   for it (the journal makes appends durable), and a
+                                   read or a waiter makes it commit at once, so reads
+                                   still see every acknowledged append; only another
+                                   process reading the log sees events up to this much
+                                   later.  0: commit as soon as a group is durable;
+                                   default 10 */
     int read_only;            /**< open without the writer (no lock, no appends) */
 } evl_log_options;
 
