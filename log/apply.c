@@ -365,7 +365,10 @@ static void *applier_main(void *arg) {
                 continue;
             }
             struct timespec ts = at_ns(until);
-            if (pthread_cond_timedwait(&log->apply_cv, &log->mu, &ts) == ETIMEDOUT && !log->apply_err && !linger) {
+            log->a_lingering = linger;
+            int timedout = pthread_cond_timedwait(&log->apply_cv, &log->mu, &ts) == ETIMEDOUT;
+            log->a_lingering = 0;
+            if (timedout && !log->apply_err && !linger) {
                 pthread_mutex_unlock(&log->mu);
                 flush(log);
                 next_flush = evl__mono_ns() + flush_ns;

@@ -175,6 +175,7 @@ struct evl_log {
     int apply_err;            /* under mu: EVL_EFULL while the applier finds no room */
     int a_kick;               /* under mu: commit now (a retry, a reader, the writer waits) */
     int a_waiters;            /* under mu: threads in evl_log_wait() */
+    int a_lingering;          /* under mu: the applier waits out its linger (no need to wake it) */
     int64_t a_next_at;        /* applier-private: a lingering applier's next commit (apply.c) */
     uint64_t a_tries;         /* under mu: commit attempts that found no room */
     int a_stop;

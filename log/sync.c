@@ -103,7 +103,9 @@ void evl__sync_run(evl_log *log, evl_wgroup *list) {
     pthread_mutex_lock(&log->mu);
     if (durable) {
         atomic_store(&log->durable, durable);
-        pthread_cond_signal(&log->apply_cv);
+        /* a lingering applier wakes on its own clock (apply.c) */
+        if (!log->a_lingering || durable - atomic_load(&log->head) >= EVL_LINGER_MAX_EVENTS)
+            pthread_cond_signal(&log->apply_cv);
     }
     if (err && !log->ro_error) {
         log->ro_error = err;

@@ -1009,6 +1009,9 @@ int evl_log_watch(evl_log *log, evl_commit_cb cb, void *arg) {
     log->watchers = w;
     atomic_fetch_add(&log->n_watchers, 1);
     pthread_mutex_unlock(&log->watch_mu);
+    pthread_mutex_lock(&log->mu);
+    pthread_cond_signal(&log->apply_cv); /* a lingering applier stops lingering (apply.c) */
+    pthread_mutex_unlock(&log->mu);
     return EVL_OK;
 }
 
