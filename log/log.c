@@ -18,7 +18,7 @@ void evl_log_options_init(evl_log_options *opt) {
     opt->max_group_events = 8192;
     opt->journal_lap = EVL_DEFAULT_JOURNAL_LAP;
     opt->applier_nice = 10;
-    opt->apply_linger_ms = 10;
+    opt->apply_linger_ms = 100;
 }
 
 static int mkdir_p(const char *path) {

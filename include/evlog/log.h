@@ -95,7 +95,7 @@ typedef struct evl_log_options {
                                    still see every acknowledged append; only another
                                    process reading the log sees events up to this much
                                    later.  0: commit as soon as a group is durable;
-                                   default 10 */
+                                   default 100 */
     int read_only;            /**< open without the writer (no lock, no appends) */
 } evl_log_options;
 

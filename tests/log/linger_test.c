@@ -24,7 +24,7 @@ static int64_t now_ns(void) {
 static evl_log *open_log(const char *name, unsigned linger_ms, size_t lap) {
     evl_log_options o;
     evl_log_options_init(&o);
-    CHECK(o.apply_linger_ms == 10); /* the default */
+    CHECK(o.apply_linger_ms == 100); /* the default */
     o.apply_linger_ms = linger_ms;
     o.applier_nice = 0;
     if (lap) o.journal_lap = lap;
