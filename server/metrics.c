@@ -217,6 +217,17 @@ static void metrics_work(srv_job *j) {
         scalar(b, "evlog_asof_cache_entries", "gauge", "Point-in-time builds kept.", as.entries);
         scalar(b, "evlog_asof_cache_bytes", "gauge", "Bytes of the builds kept.", as.bytes);
     }
+    {
+        srv_pool_stats ps;
+        evl__srv_pool_stats(srv->pool, &ps);
+        scalar(b, "evlog_pool_threads", "gauge", "Pool threads started (at most --pool-threads).", ps.threads);
+        scalar(b, "evlog_pool_busy_threads", "gauge", "Pool threads running a job (this one included).", ps.busy);
+        scalar(b, "evlog_pool_waiting_queries", "gauge",
+               "Pool threads held by queries waiting for min_position.", ps.waits);
+        scalar(b, "evlog_pool_waiting_queries_max", "gauge",
+               "Most pool threads such waits may hold; the rest serve other jobs.", ps.wait_max);
+        scalar(b, "evlog_pool_queued_jobs", "gauge", "Pool jobs not started yet.", ps.queued);
+    }
     scalar(b, "evlog_uptime_seconds", "gauge", "Seconds since the server started.",
            (uint64_t)((evl__srv_mono_ns() - srv->started_ns) / 1000000000));
 }

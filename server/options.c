@@ -28,7 +28,7 @@ static const key keys[] = {
     {"map-size", K_SIZE, O(log.map_size), "BYTES LMDB map size (256G)"},
     {"applier-nice", K_U32, O(log.applier_nice), "N run the thread that fills LMDB this much nicer (10; 0: no)"},
     {"threads", K_U32, O(srv.threads), "N HTTP worker threads (CPUs, at most 16)"},
-    {"pool-threads", K_U32, O(srv.pool_threads), "N most threads for queries and waits (16)"},
+    {"pool-threads", K_U32, O(srv.pool_threads), "N most threads for queries and waits (16; waits hold at most 3/4)"},
     {"max-body", K_SIZE, O(srv.max_body), "BYTES request body limit (16M)"},
     {"max-headers", K_SIZE, O(srv.max_headers), "BYTES request line + headers limit (32K)"},
     {"max-uri", K_SIZE, O(srv.max_uri), "BYTES request target limit (8K)"},

@@ -5,43 +5,83 @@
  * runs and then posts back to its worker's mailbox.  Threads start lazily
  * when every running one is busy, up to max_threads; beyond that jobs wait
  * in FIFO order (their own deadlines still count from their arrival).
+ *
+ * Jobs that wait for a projector (job->waits) may hold a thread for their
+ * whole timeout, so they have a queue of their own and may hold at most
+ * wait_max threads: the rest stay free for queries, status, /metrics and
+ * /readyz, which a pile of read-your-writes waits must not starve (a
+ * readiness probe that timed out behind them would take the server out of
+ * service because its clients were patient).
  */
 #include <errno.h>
 
 #include "server/srv_int.h"
 
+typedef struct jobq {
+    srv_job *head, *tail;
+    unsigned n;
+} jobq;
+
 struct srv_pool {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    srv_job *head, *tail;
-    unsigned max, n, idle;
+    jobq quick, waits;
+    unsigned max, wait_max;
+    unsigned n, idle, busy_waits;
     int stop;
     pthread_t *threads;
 };
+
+static void q_push(jobq *q, srv_job *j) {
+    j->next = NULL;
+    if (q->tail) q->tail->next = j;
+    else q->head = j;
+    q->tail = j;
+    q->n++;
+}
+
+static srv_job *q_pop(jobq *q) {
+    srv_job *j = q->head;
+    if (j) {
+        if (!(q->head = j->next)) q->tail = NULL;
+        q->n--;
+    }
+    return j;
+}
+
+/* The next job this thread may run, or NULL; under mu. */
+static srv_job *take(srv_pool *p) {
+    srv_job *j = q_pop(&p->quick);
+    if (!j && p->busy_waits < p->wait_max && (j = q_pop(&p->waits))) p->busy_waits++;
+    return j;
+}
 
 static void *pool_main(void *arg) {
     srv_pool *p = arg;
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->head && !p->stop) {
+        srv_job *j;
+        while (!(j = take(p)) && !p->stop) {
             p->idle++;
             pthread_cond_wait(&p->cv, &p->mu);
             p->idle--;
         }
-        srv_job *j = p->head;
+        /* Stopping: waits over their share still run, one after another. */
+        if (!j && (j = q_pop(&p->waits))) p->busy_waits++;
         if (!j) break; /* stopping and nothing left */
-        p->head = j->next;
-        if (!p->head) p->tail = NULL;
         pthread_mutex_unlock(&p->mu);
+        int waited = j->waits;
         j->work(j);
         evl__srv_mail(j->w, &j->msg); /* the worker answers and frees it */
         pthread_mutex_lock(&p->mu);
+        if (waited) p->busy_waits--;
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
 int evl__srv_pool_new(unsigned max_threads, srv_pool **out) {
+    if (max_threads == 0) max_threads = 1;
     srv_pool *p = evl_calloc(1, sizeof *p);
     if (!p || !(p->threads = evl_calloc(max_threads, sizeof *p->threads))) {
         evl_free(p);
@@ -50,22 +90,36 @@ int evl__srv_pool_new(unsigned max_threads, srv_pool **out) {
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->max = max_threads;
+    /* a quarter (at least one) kept from waits; a single thread is shared */
+    unsigned keep = max_threads / 4 ? max_threads / 4 : 1;
+    p->wait_max = max_threads > keep ? max_threads - keep : max_threads;
     *out = p;
     return EVL_OK;
 }
 
 void evl__srv_pool_submit(srv_pool *p, srv_job *job) {
-    job->next = NULL;
     job->w->inflight++;
     pthread_mutex_lock(&p->mu);
-    if (p->tail) p->tail->next = job;
-    else p->head = job;
-    p->tail = job;
-    /* A thread only when none is idle: queries are few and short, waits are
-     * the ones that pile up. */
-    if (p->idle == 0 && p->n < p->max && pthread_create(&p->threads[p->n], NULL, pool_main, p) == 0)
+    q_push(job->waits ? &p->waits : &p->quick, job);
+    /* A thread only when the idle ones (each takes one job when it wakes,
+     * perhaps not yet) are fewer than the jobs that could run now: queries
+     * are few and short, waits are the ones that pile up. */
+    unsigned room = p->wait_max > p->busy_waits ? p->wait_max - p->busy_waits : 0;
+    unsigned runnable = p->quick.n + (p->waits.n < room ? p->waits.n : room);
+    if (runnable > p->idle && p->n < p->max && pthread_create(&p->threads[p->n], NULL, pool_main, p) == 0)
         p->n++;
-    pthread_cond_signal(&p->cv);
+    /* Broadcast: an idle thread may be one that cannot take a wait. */
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void evl__srv_pool_stats(srv_pool *p, srv_pool_stats *st) {
+    pthread_mutex_lock(&p->mu);
+    st->threads = p->n;
+    st->busy = p->n - p->idle;
+    st->waits = p->busy_waits;
+    st->wait_max = p->wait_max;
+    st->queued = p->quick.n + p->waits.n;
     pthread_mutex_unlock(&p->mu);
 }
 

@@ -393,6 +393,7 @@ void evl__srv_proj_query(srv_req *q) {
             memcpy(p->sql, json_string_value(sql), n + 1);
             p->params = params && !json_is_null(params) ? json_incref(params) : NULL;
             p->has_min = has_min && min > 0;
+            p->job.waits = p->has_min;
             p->min_position = min;
             p->deadline = q->rsp.t0 + (int64_t)timeout * 1000000;
             p->opts.max_rows = has_rows ? (size_t)rows : 0;

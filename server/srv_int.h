@@ -91,6 +91,7 @@ typedef struct srv_job {
     struct srv_job *next;
     srv_worker *w;
     void (*work)(struct srv_job *job);
+    int waits; /* may block for a projector: queued apart, see pool.c */
 } srv_job;
 
 typedef struct srv_pool srv_pool;
@@ -100,6 +101,15 @@ int evl__srv_pool_new(unsigned max_threads, srv_pool **out);
 void evl__srv_pool_submit(srv_pool *p, srv_job *job);
 /* Join every thread; queued jobs are run first. */
 void evl__srv_pool_free(srv_pool *p);
+
+typedef struct srv_pool_stats {
+    unsigned threads;  /* started so far */
+    unsigned busy;     /* running a job */
+    unsigned waits;    /* running a job that waits for a projector */
+    unsigned wait_max; /* most threads such jobs may hold */
+    unsigned queued;   /* jobs not started yet */
+} srv_pool_stats;
+void evl__srv_pool_stats(srv_pool *p, srv_pool_stats *st);
 
 /* ----------------------------------------------------------- the server */
 
